@@ -8,6 +8,15 @@ Inference (what SAELens computes after export):
 Internally an SAE may train on scaled inputs x * act_scale (so that E||x|| = sqrt(d_in) and
 hyperparameters transfer across models). `act_scale` is a buffer; `encode`/`decode` take and
 return raw activations, and export folds the scale into the weights.
+
+Trainer protocol:
+    sae.init_from_data(sample)
+    per step: out = sae.training_step(x, StepContext(progress, dead_mask)); out.loss.backward()
+              sae.before_optimizer_step(); opt.step(); sae.after_optimizer_step()
+    at the end: sae.finalize_training()
+Export protocol (sae/io/saelens.py): `saelens_tensors()` / `load_saelens_tensors()` convert
+between the module's state and SAELens's tensor names, in the scaled (training) space;
+`saelens_config()` adds the architecture's own cfg.json fields.
 """
 from __future__ import annotations
 
@@ -41,7 +50,9 @@ def normalized_mse(x_hat: Tensor, x: Tensor) -> Tensor:
 class SparseAutoencoder(nn.Module):
     architecture: ClassVar[str]      # our name, e.g. "topk"
     saelens_architecture: ClassVar[str]  # how SAELens calls the exported form
-    apply_b_dec_to_input: ClassVar[bool] = True
+    # A class default; an instance may override it (an SAE loaded from a foreign export keeps
+    # whatever its cfg.json says).
+    apply_b_dec_to_input: bool = True
     unit_norm_decoder: ClassVar[bool] = True
 
     def __init__(self, d_in: int, d_sae: int, seed: int = 0, dtype: torch.dtype = torch.float32):
@@ -95,6 +106,11 @@ class SparseAutoencoder(nn.Module):
         raise NotImplementedError  # each architecture defines its loss
 
     @torch.no_grad()
+    def finalize_training(self) -> None:
+        """Called once after the last step; architectures whose inference differs from training
+        (e.g. a threshold estimated during training) settle it here. No-op by default."""
+
+    @torch.no_grad()
     def init_from_data(self, sample: Tensor) -> None:
         """Set act_scale so E||x * s|| = sqrt(d_in), then b_dec to the geometric median."""
         sample = sample.float()
@@ -113,6 +129,23 @@ class SparseAutoencoder(nn.Module):
     def after_optimizer_step(self) -> None:
         if self.unit_norm_decoder:
             self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+    # -- export contract ----------------------------------------------------------------------
+    def saelens_tensors(self) -> dict[str, Tensor]:
+        """The tensors SAELens expects for `saelens_architecture`, in the scaled space (export folds
+        act_scale afterwards). Default: every parameter, under its own (SAELens) name."""
+        return {name: p.detach() for name, p in self.named_parameters()}
+
+    @torch.no_grad()
+    def load_saelens_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """Inverse of saelens_tensors: copy SAELens-named tensors (scaled space) into the module."""
+        for name, p in self.named_parameters():
+            p.copy_(tensors[name].to(p.dtype))
+
+    def saelens_config(self) -> dict:
+        """Architecture-specific cfg.json fields SAELens reads (e.g. k for topk)."""
+        return {}
 
 
 @torch.no_grad()

@@ -36,6 +36,10 @@ class TopKSAE(SparseAutoencoder):
     def activate(self, pre: Tensor) -> Tensor:
         return topk_activation(pre, self.k)
 
+    def saelens_config(self) -> dict:
+        # Our decoder rows are unit norm, so SAELens need not rescale activations by them.
+        return {"k": self.k, "rescale_acts_by_decoder_norm": False}
+
     def training_step(self, x: Tensor, ctx: StepContext) -> SAEOutput:
         xs = x * self.act_scale
         pre = self.pre_acts(xs)

@@ -1,0 +1,103 @@
+"""BatchTopK SAE (Bussmann, Leask & Nanda 2024, "BatchTopK Sparse Autoencoders", arXiv:2412.06410).
+
+TopK relaxed to the batch: keep the k * batch_size largest (ReLU'd) pre-activations of the whole
+batch, so L0 is k on average while easy tokens use fewer latents and hard ones more. The batch
+dependence is removed at inference with a single global threshold theta, estimated during
+training as a running average of the smallest activation the batch kept:
+    training:  f = BatchTopK(relu(pre))          inference:  f = pre * (pre > theta)
+so an exported BatchTopK SAE is exactly a JumpReLU SAE with a constant threshold. Dead latents
+are revived with the AuxK loss of TopK (Gao et al. 2024), which the paper also uses.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sae.nn.base import SAEOutput, StepContext, normalized_mse
+from sae.nn.topk import TopKSAE
+
+
+def batch_topk_activation(pre: Tensor, k: int) -> Tensor:
+    """Keep the k * batch largest positive entries of the whole [batch, d_sae] matrix."""
+    acts = pre.relu().flatten()
+    values, indices = acts.topk(min(k * pre.shape[0], acts.numel()), sorted=False)
+    return torch.zeros_like(acts).scatter_(0, indices, values).view_as(pre)
+
+
+class BatchTopKSAE(TopKSAE):
+    architecture = "batchtopk"
+    saelens_architecture = "jumprelu"
+
+    def __init__(self, d_in: int, d_sae: int, k: int = 32, aux_k: int | None = None,
+                 aux_coefficient: float = 1 / 32, threshold_momentum: float = 0.99,
+                 seed: int = 0, dtype: torch.dtype = torch.float32):
+        super().__init__(d_in, d_sae, k=k, aux_k=aux_k, aux_coefficient=aux_coefficient, seed=seed, dtype=dtype)
+        self.threshold_momentum = threshold_momentum
+        # -1 marks "not estimated yet"; fp32 whatever the model dtype, it is a running average.
+        self.register_buffer("threshold", torch.full((), -1.0, dtype=torch.float32))
+
+    def hyperparams(self) -> dict:
+        return {**super().hyperparams(), "threshold_momentum": self.threshold_momentum}
+
+    # -- inference ---------------------------------------------------------------------------------
+    def activate(self, pre: Tensor) -> Tensor:
+        if self.threshold < 0:
+            # Untrained: there is no threshold yet, so behave as in training on this batch.
+            return batch_topk_activation(pre, self.k)
+        return pre * (pre > self.threshold.to(pre.dtype))
+
+    # -- training ----------------------------------------------------------------------------------
+    def sparse_code(self, pre: Tensor) -> Tensor:
+        return batch_topk_activation(pre, self.k)
+
+    def reconstruction_loss(self, feats: Tensor, xs: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
+        x_hat = self.decode_scaled(feats)
+        mse = normalized_mse(x_hat, xs)
+        return mse, x_hat, {"mse": mse.item()}
+
+    def training_step(self, x: Tensor, ctx: StepContext) -> SAEOutput:
+        xs = x * self.act_scale
+        pre = self.pre_acts(xs)
+        feats = self.sparse_code(pre)
+        loss, x_hat, terms = self.reconstruction_loss(feats, xs)
+        self.update_threshold(feats)
+        terms["threshold"] = float(self.threshold)
+        if ctx.dead_mask is not None and self.aux_coefficient > 0:
+            n_dead = int(ctx.dead_mask.sum())
+            if n_dead > 0:
+                aux = self.auxk_loss(pre, xs - x_hat, ctx.dead_mask, min(self.aux_k, n_dead))
+                loss = loss + self.aux_coefficient * min(n_dead / self.aux_k, 1.0) * aux
+                terms["auxk"] = aux.item()
+        return SAEOutput(loss=loss, x_hat=x_hat, feats=feats, terms=terms)
+
+    @torch.no_grad()
+    def update_threshold(self, feats: Tensor) -> None:
+        positive = feats[feats > 0]
+        if positive.numel() == 0:
+            return
+        smallest = positive.min().float()
+        if self.threshold < 0:
+            self.threshold.copy_(smallest)
+        else:
+            self.threshold.lerp_(smallest, 1 - self.threshold_momentum)
+
+    # -- export: a JumpReLU with one threshold for all latents -------------------------------------------
+    def saelens_tensors(self) -> dict[str, Tensor]:
+        if self.threshold < 0:
+            raise ValueError(f"{self.architecture} SAE has no inference threshold yet: train it "
+                             "(training_step estimates the threshold) before exporting")
+        tensors = super().saelens_tensors()
+        tensors["threshold"] = self.threshold.clamp_min(0).expand(self.d_sae).to(self.W_enc.dtype).clone()
+        return tensors
+
+    @torch.no_grad()
+    def load_saelens_tensors(self, tensors: dict[str, Tensor]) -> None:
+        threshold = tensors["threshold"]
+        if not torch.all(threshold == threshold.flatten()[0]):
+            raise ValueError(f"{self.architecture} export must have one threshold shared by all latents; "
+                             "this file has per-latent thresholds: load it as architecture 'jumprelu'")
+        super().load_saelens_tensors({k: v for k, v in tensors.items() if k != "threshold"})
+        self.threshold.fill_(float(threshold.flatten()[0]))
+
+    def saelens_config(self) -> dict:
+        return {}

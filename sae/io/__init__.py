@@ -1,0 +1,1 @@
+"""File formats: SAELens-compatible export and import (sae.io.saelens)."""

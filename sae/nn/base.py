@@ -147,6 +147,9 @@ class SparseAutoencoder(nn.Module):
         """Architecture-specific cfg.json fields SAELens reads (e.g. k for topk)."""
         return {}
 
+    def check_exportable(self) -> None:
+        """Raise ValueError (saying what to do) if the SAE cannot be exported yet."""
+
 
 @torch.no_grad()
 def geometric_median(points: Tensor, iters: int = 100, eps: float = 1e-6) -> Tensor:

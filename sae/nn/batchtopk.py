@@ -82,10 +82,12 @@ class BatchTopKSAE(TopKSAE):
             self.threshold.lerp_(smallest, 1 - self.threshold_momentum)
 
     # -- export: a JumpReLU with one threshold for all latents -------------------------------------------
-    def saelens_tensors(self) -> dict[str, Tensor]:
+    def check_exportable(self) -> None:
         if self.threshold < 0:
             raise ValueError(f"{self.architecture} SAE has no inference threshold yet: train it "
                              "(training_step estimates the threshold) before exporting")
+
+    def saelens_tensors(self) -> dict[str, Tensor]:
         tensors = super().saelens_tensors()
         tensors["threshold"] = self.threshold.clamp_min(0).expand(self.d_sae).to(self.W_enc.dtype).clone()
         return tensors

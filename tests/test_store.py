@@ -353,9 +353,14 @@ def test_exception_in_with_block_leaves_store_resumable(tmp_path):
 
 
 KILLED_WRITER = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     sys.path.insert(0, {tests!r})
     from test_store import ActivationWriter, META, D_IN, capture
+    real_replace = os.replace
+    def slow_replace(src, dst):         # widen the window between temp file and rename,
+        time.sleep(0.01)                # so the kill often lands in the middle of a write
+        real_replace(src, dst)
+    os.replace = slow_replace
     writer = ActivationWriter({root!r}, META, D_IN, shard_tokens=40)
     while True:                         # rows forever, at a pace that lets the parent strike mid-way
         capture(writer, writer.rows_submitted + 3, start=writer.rows_submitted)

@@ -43,7 +43,7 @@ class SAEConfig(Section):
     architecture: str = "topk"
     expansion_factor: int = Field(8, ge=1)  # d_sae = expansion_factor * d_in, unless d_sae is given
     d_sae: int | None = Field(None, ge=1)
-    hyperparams: dict[str, Any] = Field(default_factory=lambda: {"k": 32})
+    hyperparams: dict[str, Any] = Field(default_factory=dict)  # passed to the architecture class
 
 
 class TrainConfig(Section):

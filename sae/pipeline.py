@@ -23,7 +23,7 @@ from sae.models.zoo import check_hook, load_model
 from sae.nn import ARCHITECTURES, build_sae
 from sae.nn.base import SparseAutoencoder
 from sae.paths import cache_dir
-from sae.training.trainer import Trainer
+from sae.training.trainer import Trainer, TrainResult
 
 
 def row_counts(cfg: RunConfig) -> tuple[int, int]:
@@ -59,6 +59,24 @@ def sae_metadata(cfg: RunConfig, store: ActivationStore) -> dict:
     }
 
 
+def train_sae(cfg: RunConfig, store: ActivationStore, run_dir: Path, device="cpu") -> tuple[SparseAutoencoder, TrainResult]:
+    """Build the configured SAE and train it on the store (resuming from run_dir's checkpoint)."""
+    torch.manual_seed(cfg.train.seed)
+    sae = make_sae(cfg, store.d_in).to(device)
+    sae.init_from_data(store.load_all(max_tokens=16_384).to(device))
+    trainer = Trainer(sae, cfg.train, run_dir, cfg.fingerprint("model", "data", "sae", "train"))
+    total_steps = store.n_tokens * cfg.train.epochs // cfg.train.batch_size
+    if total_steps == 0:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {store.n_tokens} captured tokens; "
+                          "lower it or raise data.train_tokens")
+
+    def batches(start_step: int):
+        return store.iter_batches(cfg.train.batch_size, shuffle=True, buffer_tokens=cfg.train.shuffle_buffer_tokens,
+                                  seed=cfg.train.seed, epochs=cfg.train.epochs, start_batch=start_step)
+
+    return sae, trainer.fit(batches, total_steps)
+
+
 def run(cfg: RunConfig) -> dict:
     torch.manual_seed(cfg.train.seed)
     run_dir = cfg.run_dir
@@ -88,20 +106,7 @@ def run(cfg: RunConfig) -> dict:
     timings["capture_s"] = time.time() - t
 
     t = time.time()
-    device = next(model.parameters()).device
-    sae = make_sae(cfg, store.d_in).to(device)
-    sae.init_from_data(store.load_all(max_tokens=16_384).to(device))
-    trainer = Trainer(sae, cfg.train, run_dir, cfg.fingerprint("model", "data", "sae", "train"))
-    total_steps = store.n_tokens * cfg.train.epochs // cfg.train.batch_size
-    if total_steps == 0:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {store.n_tokens} captured tokens; "
-                          "lower it or raise data.train_tokens")
-
-    def batches(start_step: int):
-        return store.iter_batches(cfg.train.batch_size, shuffle=True, buffer_tokens=cfg.train.shuffle_buffer_tokens,
-                                  seed=cfg.train.seed, epochs=cfg.train.epochs, start_batch=start_step)
-
-    result = trainer.fit(batches, total_steps)
+    sae, result = train_sae(cfg, store, run_dir, device=next(model.parameters()).device)
     timings["train_s"] = time.time() - t
     timings["train_tokens_per_s"] = result.tokens / max(timings["train_s"], 1e-9)
 

@@ -73,8 +73,9 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------
     def fit(self, batches: Callable[[int], Iterator[torch.Tensor]], total_steps: int) -> TrainResult:
         """`batches(start_step)` yields training batches from that step's data position on."""
-        resumed = self.try_resume()
-        if not resumed:
+        if self.try_resume():
+            self._truncate_log(self.step)  # drop lines logged after the checkpoint we resume from
+        else:
             self.log_path.unlink(missing_ok=True)
         start, t0 = self.step, time.time()
         device = self.sae.W_enc.device
@@ -103,6 +104,12 @@ class Trainer:
             self.sae.finalize_training()
         tokens = self.step * self.cfg.batch_size
         return TrainResult(self.step, tokens, time.time() - t0)
+
+    def _truncate_log(self, step: int) -> None:
+        if self.log_path.exists():
+            lines = [l for l in self.log_path.read_text().splitlines() if l.strip()]
+            kept = [l for l in lines if json.loads(l)["step"] < step]
+            self.log_path.write_text("".join(l + "\n" for l in kept))
 
     def dead_mask(self) -> torch.Tensor:
         return self.tokens_since_fired >= self.cfg.dead_window_tokens

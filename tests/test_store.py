@@ -208,6 +208,10 @@ def test_checksum_mismatch_names_the_shard(store_dir):
         list(store.iter_batches(16, buffer_tokens=64))
     with pytest.raises(StoreError, match=r"shard_000001"):
         ActivationStore(store_dir).verify_all()
+    with pytest.raises(StoreError, match=r"shard_000001"):
+        ActivationStore(store_dir, verify="all")
+    with pytest.raises(StoreError, match=r"shard_000001"):
+        ActivationStore(store_dir, verify=False).verify_all()     # an explicit check always hashes
     # the hash check is what caught it: without it the flipped bytes load silently
     acts, ids = ActivationStore(store_dir, verify=False).load_all(with_token_ids=True)
     assert not (torch.equal(acts, reference(60)[0]) and torch.equal(ids, reference(60)[1]))
@@ -442,3 +446,35 @@ def test_split_of_a_view(store_dir):
 def test_split_rejects_bad_fraction(store_dir):
     with pytest.raises(StoreError, match="eval_fraction"):
         ActivationStore(store_dir).split(1.0)
+
+
+def test_kill_before_first_manifest_does_not_block_the_dir(tmp_path):
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "manifest.json.tmp").write_text('{"half": ')     # what a kill inside the first write leaves
+    write_store(root)
+    assert torch.equal(ActivationStore(root).load_all(), reference(60)[0])
+
+
+def test_write_failure_surfaces_and_keeps_the_store_valid(tmp_path, monkeypatch):
+    import sae.activations.store as store_module
+    root = tmp_path / "s"
+    writer = ActivationWriter(root, META, D_IN, shard_tokens=40)
+    capture(writer, 20)
+    writer.drain()
+    durable = writer.rows_done
+    assert durable > 0
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(store_module, "_shard_bytes", disk_full)
+    with pytest.raises(StoreError, match="No space left.*resume"):
+        capture(writer, 60)
+        writer.drain()
+    writer.abort()
+    monkeypatch.undo()
+    assert ActivationStore(root).manifest["rows_done"] == durable
+    writer = ActivationWriter(root, META, D_IN, shard_tokens=40)
+    capture(writer, 60)
+    writer.close()
+    assert torch.equal(ActivationStore(root).load_all(), reference(60)[0])

@@ -45,6 +45,9 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 INT32_MAX = 2**31 - 1
 
 
+_FIX_SHARD = "delete that shard file and re-run the capture (it resumes from the shard before)"
+
+
 class StoreError(ValueError):
     """A problem with an activation store; the message names the problem and the fix."""
 
@@ -176,6 +179,11 @@ def _sink_loop(jobs: queue.Queue, sink: _ShardSink) -> None:
 
 def _stop_thread(jobs: queue.Queue, thread: threading.Thread | None, lock_fd: list[int]) -> None:
     """Finish queued shards, end the thread, release the directory lock. Idempotent."""
+    if thread is threading.current_thread():
+        # the garbage collector may run this finalizer on the writer thread itself, which
+        # cannot join itself (nor wait on its own queue): hand the stop to a helper thread
+        threading.Thread(target=_stop_thread, args=(jobs, thread, lock_fd), daemon=True).start()
+        return
     if thread is not None and thread.is_alive():
         jobs.put(_STOP)
         thread.join()
@@ -285,7 +293,8 @@ class ActivationWriter:
         return manifest
 
     def _refuse_foreign_files(self) -> None:
-        ours = {LOCK_FILE}
+        # a writer killed before its first manifest landed leaves only these behind
+        ours = {LOCK_FILE, MANIFEST + TMP_SUFFIX}
         foreign = [p.name for p in self.root.iterdir() if p.name not in ours]
         if foreign:
             raise StoreError(f"{self.root} is not empty and holds no activation store ({foreign[:3]}...); "
@@ -483,10 +492,12 @@ class ActivationStore:
     """Reads a store written by ActivationWriter, with bounded RAM.
 
     verify=True checks each shard's sha256 the first time this object (or a view of it)
-    reads the shard; call verify_all() to check everything upfront.
+    reads the shard; verify="all" checks every shard now (as does verify_all()); False skips it.
     """
 
-    def __init__(self, root: Path | str, verify: bool = True):
+    def __init__(self, root: Path | str, verify: bool | str = True):
+        if verify not in (True, False, "all"):
+            raise StoreError(f"verify must be True, False or 'all', got {verify!r}")
         self.root = Path(root)
         if not self.root.is_dir():
             raise StoreError(f"activation store {self.root} does not exist; capture activations into it first")
@@ -500,6 +511,8 @@ class ActivationStore:
         self._check_files_exist()
         self.segments = [Segment(i, 0, s["n_tokens"]) for i, s in enumerate(manifest["shards"])]
         self.stats = BufferStats()
+        if verify == "all":
+            self.verify_all()
 
     # -- description
 
@@ -547,16 +560,23 @@ class ActivationStore:
     def verify_all(self) -> None:
         """Hash every shard of this view now (instead of lazily on first read)."""
         for i in dict.fromkeys(s.shard for s in self.segments):
-            self._read_shard(i)
+            self._check_hash(i)
+
+    def _check_hash(self, index: int) -> None:
+        entry = self.manifest["shards"][index]
+        if entry["file"] in self._verified:
+            return
+        path = self.root / entry["file"]
+        if _file_sha256(path) != entry["sha256"]:
+            raise StoreError(f"shard {path} fails its sha256 check (corrupt or modified); {_FIX_SHARD}")
+        self._verified.add(entry["file"])
 
     def _read_shard(self, index: int) -> tuple[Tensor, Tensor]:
         entry = self.manifest["shards"][index]
         path = self.root / entry["file"]
-        fix = "delete that shard file and re-run the capture (it resumes from the shard before)"
-        if self.verify and entry["file"] not in self._verified:
-            if _file_sha256(path) != entry["sha256"]:
-                raise StoreError(f"shard {path} fails its sha256 check (corrupt or modified); {fix}")
-            self._verified.add(entry["file"])
+        fix = _FIX_SHARD
+        if self.verify:
+            self._check_hash(index)
         try:
             # memory-mapped: pages come from the page cache as the buffer copies them, so a
             # shard costs no extra RAM copy (2-3x faster than read + deserialize here)

@@ -54,7 +54,8 @@ class TrainConfig(Section):
     lr_decay_fraction: float = Field(0.2, ge=0, le=1)  # linear decay to 0 over this final part
     epochs: int = Field(1, ge=1)
     shuffle_buffer_tokens: int = Field(131_072, ge=1)
-    dead_window_tokens: int = Field(100_000, ge=1)  # a latent silent this long counts as dead (AuxK)
+    dead_window_tokens: int = Field(100_000, ge=1)  # a latent silent this long counts as dead
+    resample_dead_every: int = Field(0, ge=0)       # steps between Anthropic-style resamplings; 0 = off
     checkpoint_every: int = Field(100, ge=1)        # steps
     log_every: int = Field(10, ge=1)
     seed: int = 0

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from sae.config import TrainConfig
 from sae.metrics import ReconstructionStats
 from sae.nn.base import SparseAutoencoder, StepContext
+from sae.training.resample import resample_dead_latents
 from sae.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 
 
@@ -89,6 +90,8 @@ class Trainer:
                 record = self._train_step(x, total_steps, window)
                 self.step += 1
                 bar.update(1)
+                if self.cfg.resample_dead_every and self.step % self.cfg.resample_dead_every == 0 and self.step < total_steps:
+                    record["resampled"] = self._resample(x)
                 if self.step % self.cfg.log_every == 0 or self.step == total_steps:
                     record |= {k: v for k, v in window.summary().items() if k in ("explained_variance", "l0")}
                     record["dead_fraction"] = self.dead_mask().float().mean().item()
@@ -104,6 +107,14 @@ class Trainer:
             self.sae.finalize_training()
         tokens = self.step * self.cfg.batch_size
         return TrainResult(self.step, tokens, time.time() - t0)
+
+    def _resample(self, x: torch.Tensor) -> int:
+        # Seeded by step, so a resumed run resamples exactly as an uninterrupted one would.
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+        dead = self.dead_mask()
+        count = resample_dead_latents(self.sae, self.optimizer, x, dead, generator)
+        self.tokens_since_fired[dead] = 0
+        return count
 
     def _truncate_log(self, step: int) -> None:
         if self.log_path.exists():

@@ -290,3 +290,31 @@ def test_gated_aux_loss_goes_through_a_frozen_decoder():
 def test_finalize_training_exists_everywhere():
     for arch in ALL:
         assert callable(getattr(build_sae(arch, D_IN, D_SAE), "finalize_training"))
+
+
+# -- TopK's sparse training kernels are the dense path, computed sparsely -----------------------------------------
+@pytest.mark.parametrize("apply_b_dec_to_input", [True, False])
+@pytest.mark.parametrize("with_dead", [False, True])
+def test_topk_sparse_kernels_equal_the_dense_path(apply_b_dec_to_input, with_dead):
+    import copy
+    sparse = train(make("topk", k=6, aux_k=10), steps=5)  # off the symmetric init
+    sparse.apply_b_dec_to_input = apply_b_dec_to_input
+    sparse.sparse_kernels = True
+    sparse.zero_grad(set_to_none=True)
+    dense = copy.deepcopy(sparse)
+    dense.sparse_kernels = False
+    dead = (torch.rand(D_SAE, generator=torch.Generator().manual_seed(0)) < 0.4) if with_dead else None
+    x = planted_data(300, seed=21)
+    outs, grads = {}, {}
+    for name, sae in (("sparse", sparse), ("dense", dense)):
+        xr = x.clone().requires_grad_(True)  # the input gradient path must agree too
+        out = sae.training_step(xr, StepContext(progress=0.5, dead_mask=dead))
+        out.loss.backward()
+        outs[name] = out
+        grads[name] = {n: p.grad for n, p in sae.named_parameters()} | {"x": xr.grad}
+    assert torch.equal(outs["sparse"].feats, outs["dense"].feats)
+    torch.testing.assert_close(outs["sparse"].x_hat, outs["dense"].x_hat, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(outs["sparse"].loss, outs["dense"].loss, rtol=1e-6, atol=1e-7)
+    assert outs["sparse"].terms.keys() == outs["dense"].terms.keys() == ({"mse", "auxk"} if with_dead else {"mse"})
+    for name in grads["dense"]:
+        torch.testing.assert_close(grads["sparse"][name], grads["dense"][name], rtol=1e-5, atol=1e-7, msg=lambda m: f"{name}: {m}")

@@ -1,8 +1,12 @@
-"""TopK SAE (Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
+"""TopK SAE (Gao et al. 2024, "Scaling and evaluating sparse autoencoders", arXiv:2406.04093).
 
 Keeps the k largest pre-activations per token (then ReLU), so L0 <= k by construction and no
 sparsity penalty needs tuning. Dead latents get a gradient through the AuxK loss: the top
 `aux_k` *dead* latents reconstruct the main model's residual error.
+
+Training runs on sparse kernels (sae/nn/sparse_ops.py): after the encoder GEMM only the k
+selected latents per token are touched, forward and backward. `sparse_kernels = False` selects
+the plain dense path, kept as the reference the sparse one is tested against.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch
 from torch import Tensor
 
 from sae.nn.base import SAEOutput, SparseAutoencoder, StepContext, normalized_mse
+from sae.nn.sparse_ops import SelectedPreacts, SparseDecode, SparsePattern, densify, sparse_topk_forward
 
 
 def topk_activation(pre: Tensor, k: int) -> Tensor:
@@ -20,6 +25,7 @@ def topk_activation(pre: Tensor, k: int) -> Tensor:
 class TopKSAE(SparseAutoencoder):
     architecture = "topk"
     saelens_architecture = "topk"
+    sparse_kernels: bool = True  # an implementation switch, not a hyperparameter: both give the same numbers
 
     def __init__(self, d_in: int, d_sae: int, k: int = 32, aux_k: int | None = None,
                  aux_coefficient: float = 1 / 32, seed: int = 0, dtype: torch.dtype = torch.float32):
@@ -40,24 +46,57 @@ class TopKSAE(SparseAutoencoder):
         # Our decoder rows are unit norm, so SAELens need not rescale activations by them.
         return {"k": self.k, "rescale_acts_by_decoder_norm": False}
 
+    # -- training ----------------------------------------------------------------------------------
     def training_step(self, x: Tensor, ctx: StepContext) -> SAEOutput:
+        if self.sparse_kernels:
+            return self.sparse_training_step(x, ctx)
         xs = x * self.act_scale
         pre = self.pre_acts(xs)
         feats = self.activate(pre)
         x_hat = self.decode_scaled(feats)
         mse = normalized_mse(x_hat, xs)
         loss, terms = mse, {"mse": mse.item()}
-        if ctx.dead_mask is not None and self.aux_coefficient > 0:
-            n_dead = int(ctx.dead_mask.sum())
-            if n_dead > 0:
-                aux = self.auxk_loss(pre, xs - x_hat, ctx.dead_mask, min(self.aux_k, n_dead))
-                # Down-weight when few latents are dead so AuxK cannot dominate (as sparsify does).
-                weight = self.aux_coefficient * min(n_dead / self.aux_k, 1.0)
-                loss = loss + weight * aux
-                terms["auxk"] = aux.item()
+        n_dead, weight = self.auxk_weight(ctx)
+        if weight > 0:
+            aux = self.auxk_loss(pre, xs - x_hat, ctx.dead_mask, min(self.aux_k, n_dead))
+            loss = loss + weight * aux
+            terms["auxk"] = aux.item()
         return SAEOutput(loss=loss, x_hat=x_hat, feats=feats, terms=terms)
+
+    def auxk_weight(self, ctx: StepContext) -> tuple[int, float]:
+        """(number of dead latents, AuxK loss weight). Down-weighted when few latents are dead so
+        AuxK cannot dominate (as sparsify does)."""
+        if ctx.dead_mask is None or self.aux_coefficient <= 0:
+            return 0, 0.0
+        n_dead = int(ctx.dead_mask.sum())
+        return n_dead, self.aux_coefficient * min(n_dead / self.aux_k, 1.0)
 
     def auxk_loss(self, pre: Tensor, residual: Tensor, dead_mask: Tensor, k_aux: int) -> Tensor:
         dead_pre = pre.masked_fill(~dead_mask, float("-inf"))
         aux_feats = topk_activation(dead_pre, k_aux).nan_to_num(0.0)
         return normalized_mse(aux_feats @ self.W_dec, residual.detach())
+
+    def sparse_training_step(self, x: Tensor, ctx: StepContext) -> SAEOutput:
+        xs = x * self.act_scale
+        pre, values, x_hat, pattern, xc = sparse_topk_forward(self, xs, self.k)
+        mse = normalized_mse(x_hat, xs)
+        loss, terms = mse, {"mse": mse.item()}
+        n_dead, weight = self.auxk_weight(ctx)
+        if weight > 0:
+            aux = self.sparse_auxk_loss(xs, xc, pre, xs - x_hat, ctx.dead_mask, min(self.aux_k, n_dead))
+            loss = loss + weight * aux
+            terms["auxk"] = aux.item()
+        return SAEOutput(loss=loss, x_hat=x_hat, feats=densify(values, pattern), terms=terms)
+
+    def sparse_auxk_loss(self, xs: Tensor, xc: Tensor, pre: Tensor, residual: Tensor, dead_mask: Tensor,
+                         k_aux: int) -> Tensor:
+        # Top-k among the dead columns only: a [batch, n_dead] slice instead of a masked full copy.
+        dead = dead_mask.nonzero().squeeze(1)
+        with torch.no_grad():
+            selected, j = pre[:, dead].topk(k_aux, dim=-1, sorted=False)
+            idx, perm = dead[j].sort(dim=-1)
+            selected = selected.gather(-1, perm)
+        pattern = SparsePattern(idx, self.d_sae)
+        b_dec_in = self.b_dec if self.apply_b_dec_to_input else torch.zeros_like(self.b_dec)
+        values = SelectedPreacts.apply(xs, b_dec_in, self.W_enc, self.b_enc, selected, xc, pattern).relu()
+        return normalized_mse(SparseDecode.apply(values, self.W_dec, pattern), residual.detach())

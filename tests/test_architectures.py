@@ -263,6 +263,15 @@ def test_jumprelu_pseudo_derivatives():
     torch.testing.assert_close(theta.grad, torch.tensor([-5.0, -5.0, 0.0, 0.0]))  # -theta/eps in the window
 
 
+@pytest.mark.parametrize("arch", ALL)
+def test_half_precision_models_train(arch):
+    sae = build_sae(arch, D_IN, D_SAE, dtype=torch.bfloat16)
+    sae.init_from_data(planted_data(512))
+    out = sae.training_step(planted_data(64).to(torch.bfloat16), StepContext(progress=0.5))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and sae.W_enc.grad.dtype == torch.bfloat16
+
+
 def test_jumprelu_log_threshold_stays_fp32():
     sae = build_sae("jumprelu", D_IN, D_SAE, dtype=torch.bfloat16)
     assert sae.log_threshold.dtype == torch.float32 and sae.W_enc.dtype == torch.bfloat16

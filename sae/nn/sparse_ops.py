@@ -115,7 +115,8 @@ def sparse_topk_forward(sae, xs: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor
     return pre, values, x_hat, pattern, xc
 
 
-def densify(values: Tensor, pattern: SparsePattern) -> Tensor:
-    """The [batch, d_sae] code the trainer logs (detached: nothing backpropagates through it)."""
-    out = torch.zeros(pattern.idx.shape[0], pattern.d_sae, dtype=values.dtype, device=values.device)
-    return out.scatter_(1, pattern.idx, values.detach())
+def densify_into(buffer: Tensor, values: Tensor, pattern: SparsePattern) -> Tensor:
+    """The [batch, d_sae] code the trainer logs, written over `buffer` (the spent pre-activations):
+    reusing that memory saves a second 4096 x 4608 allocation and its page faults every step.
+    Detached: nothing backpropagates through it."""
+    return buffer.zero_().scatter_(1, pattern.idx, values.detach())

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from sae.nn.base import SAEOutput, SparseAutoencoder, StepContext, normalized_mse
-from sae.nn.sparse_ops import SelectedPreacts, SparseDecode, SparsePattern, densify, sparse_topk_forward
+from sae.nn.sparse_ops import SelectedPreacts, SparseDecode, SparsePattern, densify_into, sparse_topk_forward
 
 
 def topk_activation(pre: Tensor, k: int) -> Tensor:
@@ -48,7 +48,8 @@ class TopKSAE(SparseAutoencoder):
 
     # -- training ----------------------------------------------------------------------------------
     def training_step(self, x: Tensor, ctx: StepContext) -> SAEOutput:
-        if self.sparse_kernels:
+        # torch's SDDMM has no half-precision kernel on CPU; those dtypes take the dense path.
+        if self.sparse_kernels and self.W_enc.dtype in (torch.float32, torch.float64):
             return self.sparse_training_step(x, ctx)
         xs = x * self.act_scale
         pre = self.pre_acts(xs)
@@ -86,7 +87,8 @@ class TopKSAE(SparseAutoencoder):
             aux = self.sparse_auxk_loss(xs, xc, pre, xs - x_hat, ctx.dead_mask, min(self.aux_k, n_dead))
             loss = loss + weight * aux
             terms["auxk"] = aux.item()
-        return SAEOutput(loss=loss, x_hat=x_hat, feats=densify(values, pattern), terms=terms)
+        # pre is spent (AuxK above was its last reader): its memory becomes the dense code.
+        return SAEOutput(loss=loss, x_hat=x_hat, feats=densify_into(pre, values, pattern), terms=terms)
 
     def sparse_auxk_loss(self, xs: Tensor, xc: Tensor, pre: Tensor, residual: Tensor, dead_mask: Tensor,
                          k_aux: int) -> Tensor:

@@ -143,10 +143,21 @@ def test_planted_data_keeps_firing_probabilities_when_correlated():
     assert within > 1.5
 
 
+def test_sae_initialisation_does_not_start_on_the_ground_truth():
+    # Both draw torch.randn(N, d) from a small integer seed; they must not coincide.
+    from sae.nn import build_sae
+    p = make_planted(512, 64, seed=0)
+    sae = build_sae("topk", 64, 512, k=5, seed=0)
+    assert recovery_report(p.directions, sae.W_dec.detach())["mmcs"] < 0.6
+
+
 def test_topk_sae_recovers_planted_features():
     torch.set_num_threads(1)
     p = make_planted(64, 16, mean_active=2.0, seed=0)
-    fit = fit_sae("topk", lambda b, g: p.sample(b, g)[0], 16, 64, steps=600, batch_size=256,
+    before = fit_sae("topk", lambda b, g: p.sample(b, g)[0], 16, 64, steps=1, batch_size=256,
+                     hyperparams={"k": 2}, progress=False)
+    assert recovery_report(p.directions, before.sae.W_dec.detach())["mmcs"] < 0.8
+    fit = fit_sae("topk", lambda b, g: p.sample(b, g)[0], 16, 128, steps=600, batch_size=256, lr=3e-3,
                   hyperparams={"k": 2}, progress=False)
     assert recovery_report(p.directions, fit.sae.W_dec.detach())["mmcs"] > 0.9
 

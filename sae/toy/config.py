@@ -48,9 +48,9 @@ class SparsitySweepConfig(Strict):
 
 class DimensionalityConfig(Strict):
     """(c) uniform importance, n >> m: per-feature dimensionality D_i against 1/(1-S)."""
-    n_features: int = 200
-    n_hidden: int = 20
-    n_sparsities: int = 24
+    n_features: int = 50
+    n_hidden: int = 5
+    n_sparsities: int = 16
     min_inverse_density: float = 1.0      # 1/(1-S), log-spaced between these two
     max_inverse_density: float = 100.0
     train: ToyTraining = ToyTraining()
@@ -59,8 +59,8 @@ class DimensionalityConfig(Strict):
 
 class PhaseDiagramConfig(Strict):
     """(d) 2 features in 1 dim: is the extra feature dropped, dedicated, or superposed?"""
-    n_importance: int = 13                 # relative importance log-spaced in [0.1, 10]
-    n_density: int = 13                    # density log-spaced in [0.01, 1]
+    n_importance: int = 11                 # relative importance log-spaced in [0.1, 10]
+    n_density: int = 11                    # density log-spaced in [0.01, 1]
     min_relative_importance: float = 0.1
     max_relative_importance: float = 10.0
     min_density: float = 0.01
@@ -103,25 +103,28 @@ class PlantedConfig(Strict):
     n_features: int = 512
     d: int = 64
     mean_active: float = 5.0
-    pool_size: int = 262_144               # samples drawn once, then batches resampled from them
+    pool_size: int = 131_072               # samples drawn once, then batches resampled from them
     d_sae: int = 512
     datasets: list[PlantedData] = [PlantedData(name="uniform")]
     architectures: list[str] | None = None   # None: every architecture in sae.nn.ARCHITECTURES
     hyperparams: dict[str, dict] = {}        # per architecture; keys a constructor does not take are ignored
-    sweep: dict[str, dict[str, list]] = {}   # per architecture: {hyperparam: [values]} tried on datasets[0]
-    sweep_steps: int = 800
+    use_sweep_results: bool = True           # take each architecture's hyperparams from sweep_results if there
+    sweep_results: str = "results/toy/planted_sweep.json"
+    sweep: dict[str, dict[str, list]] = {}   # toy_planted_sweep.py: per architecture {hyperparam: [values]}
+    sweep_steps: int = 600
     train: SAETraining = SAETraining()
     data_seed: int = 0
     out_dir: str = "results/toy"
 
 
 class SAEOnToyConfig(Strict):
-    """(4b) SAEs on a toy model's hidden activations, compared with the columns of W."""
+    """(4b) SAEs on a toy model's hidden activations h = W x, compared with the columns of W."""
     n_features: int = 40
     n_hidden: int = 10
-    density: float = 0.02
+    density: float = 0.05
     toy_seed: int = 0
     toy_train: ToyTraining = ToyTraining()
+    pool_size: int = 131_072
     d_sae: int = 40
     architectures: list[str] | None = None
     hyperparams: dict[str, dict] = {}

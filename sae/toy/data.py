@@ -15,10 +15,11 @@ def sparse_features(density: Tensor, batch_size: int, generator: torch.Generator
     """density: [n_models, n_features] probability that each feature is nonzero.
     Returns x: [n_models, batch_size, n_features]."""
     n_models, n_features = density.shape
-    shape = (n_models, batch_size, n_features)
-    values = torch.rand(shape, generator=generator)
+    p = density[:, None, :]
+    u = torch.rand(n_models, batch_size, n_features, generator=generator)
+    # One uniform draw does both jobs: u < p fires the feature, and given that, u / p is
+    # Uniform[0, 1]. Half the random numbers of drawing mask and value separately.
+    values = torch.where(u < p, u / p, 0.0)
     if signed:
-        values = 2 * values - 1
-    active = torch.rand(shape, generator=generator) < density[:, None, :]
-    return values * active
-
+        values = torch.where(u < p, 2 * values - 1, 0.0)
+    return values

@@ -4,8 +4,9 @@ ReLU output model (Elhage et al. 2022, "Toy Models of Superposition"):
     h = W x,   x_hat = ReLU(W^T h + b)          W: [m, n] (m hidden dims, n features)
 The "linear" variant drops the ReLU; it can only learn PCA, so it never superposes.
 
-All models in a sweep share one W tensor of shape [n_models, m, n] and every product is an
-einsum over the model axis, so 30 models train in the time of one Python-level model.
+All models in a sweep share one W tensor of shape [n_models, m, n] and every product is a
+batched matmul over the model axis (einsum "kmn,kbn->kbm"), so 30 models train in about
+the time of one Python-level model.
 Feature i's direction in the hidden space is column W[:, :, i].
 
 `HiddenReluModels` is the "computation in superposition" variant: h = ReLU(W1 x),
@@ -26,25 +27,29 @@ def xavier_normal_per_model(n_models: int, rows: int, cols: int, seeds: list[int
 
 
 class ToyModels(nn.Module):
-    def __init__(self, n_models: int, n_features: int, n_hidden: int, activation: str = "relu",
+    def __init__(self, n_models: int, n_features: int, n_hidden: int, activation: str | list[str] = "relu",
                  seeds: list[int] | None = None):
+        """activation: one for all models, or one per model (linear and ReLU in one program)."""
         super().__init__()
-        if activation not in ("relu", "linear"):
-            raise ValueError(f"toy model activation {activation!r}: choose 'relu' or 'linear'")
+        activations = [activation] * n_models if isinstance(activation, str) else list(activation)
+        if len(activations) != n_models or not set(activations) <= {"relu", "linear"}:
+            raise ValueError(f"toy model activation {activation!r}: 'relu' or 'linear', or one per model")
         seeds = list(range(n_models)) if seeds is None else list(seeds)
         if len(seeds) != n_models:
             raise ValueError(f"{len(seeds)} seeds for {n_models} models: give one seed per model")
-        self.activation = activation
+        self.register_buffer("is_relu", torch.tensor([a == "relu" for a in activations])[:, None, None])
         self.W = nn.Parameter(xavier_normal_per_model(n_models, n_hidden, n_features, seeds))
         self.b = nn.Parameter(torch.zeros(n_models, n_features))
 
     def hidden(self, x: Tensor) -> Tensor:
         """x: [n_models, batch, n] -> h: [n_models, batch, m]."""
-        return torch.einsum("kmn,kbn->kbm", self.W, x)
+        return torch.bmm(x, self.W.transpose(1, 2))  # einsum "kmn,kbn->kbm", as a batched matmul (faster)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = torch.einsum("kmn,kbm->kbn", self.W, self.hidden(x)) + self.b[:, None, :]
-        return out.relu() if self.activation == "relu" else out
+        out = torch.baddbmm(self.b[:, None, :], self.hidden(x), self.W)  # b + h W, per model
+        if self.is_relu.all():
+            return out.relu()
+        return torch.where(self.is_relu, out.relu(), out)
 
 
 class HiddenReluModels(nn.Module):
@@ -60,10 +65,10 @@ class HiddenReluModels(nn.Module):
         self.b = nn.Parameter(torch.zeros(n_models, n_features))
 
     def hidden(self, x: Tensor) -> Tensor:
-        return torch.einsum("kmn,kbn->kbm", self.W1, x).relu()
+        return torch.bmm(x, self.W1.transpose(1, 2)).relu()
 
     def forward(self, x: Tensor) -> Tensor:
-        return (torch.einsum("knm,kbm->kbn", self.W2, self.hidden(x)) + self.b[:, None, :]).relu()
+        return torch.baddbmm(self.b[:, None, :], self.hidden(x), self.W2.transpose(1, 2)).relu()
 
 
 def importance_weighted_mse(pred: Tensor, target: Tensor, importance: Tensor) -> Tensor:

@@ -66,9 +66,9 @@ def fit_sae(architecture: str, sample: Callable[[int, torch.Generator], Tensor],
     """sample(batch_size, generator) -> [batch, d_in] activations."""
     start = time.time()
     kwargs = architecture_kwargs(architecture, dict(hyperparams or {}))
-    if "seed" in inspect.signature(ARCHITECTURES[architecture].__init__).parameters:
-        kwargs["seed"] = seed
-    sae = build_sae(architecture, d_in, d_sae, **kwargs)
+    kwargs.pop("seed", None)
+    seeded = "seed" in inspect.signature(ARCHITECTURES[architecture].__init__).parameters
+    sae = build_sae(architecture, d_in, d_sae, **kwargs, **({"seed": seed} if seeded else {}))
     gen = torch.Generator().manual_seed(seed + 1)
     sae.init_from_data(sample(8192, gen))
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
@@ -88,6 +88,8 @@ def fit_sae(architecture: str, sample: Callable[[int, torch.Generator], Tensor],
         if step % max(steps // 20, 1) == 0:
             fit.log.append({"step": step, **out.terms})
             bar.set_postfix({k: f"{v:.3g}" for k, v in out.terms.items()}, refresh=False)
+    if hasattr(sae, "finalize_training"):  # e.g. BatchTopK fixes its inference threshold here
+        sae.finalize_training()
     fit.l0, fit.fvu, fit.dead_fraction = evaluate_sae(sae, sample(8192, gen))
     fit.seconds = time.time() - start
     return fit
@@ -99,6 +101,12 @@ def evaluate_sae(sae: SparseAutoencoder, x: Tensor) -> tuple[float, float, float
     x_hat = sae.decode(feats)
     fvu = ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
     return (feats != 0).float().sum(1).mean().item(), fvu, 1 - (feats != 0).any(0).float().mean().item()
+
+
+def pooled_sampler(pool: Tensor) -> Callable[[int, torch.Generator], Tensor]:
+    """Batches drawn with replacement from a fixed pool: generating the pool once costs what ~250
+    fresh batches would, and sampling rows afterwards is nearly free."""
+    return lambda batch_size, gen: pool[torch.randint(len(pool), (batch_size,), generator=gen)]
 
 
 def decoder_directions(sae: SparseAutoencoder) -> Tensor:

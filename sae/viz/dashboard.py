@@ -1,0 +1,51 @@
+"""A static HTML dashboard per SAE: one self-contained file, data inline as JSON, vanilla JS.
+
+Open it from disk (file://), no server. The sidebar lists features (searchable by id or top-token
+text, sortable by density / max activation / id); a feature opens on click or via `#feature=N`
+and shows density, activation histogram, promoted / suppressed tokens, top-activating contexts
+with per-token highlighting, and random firing examples from low to high activation.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sae.analysis.feature_inspection import InspectionReport
+from sae.analysis.feature_records import feature_records, token_strings, used_token_ids
+from sae.analysis.logit_effects import LogitEffects
+
+TEMPLATE = Path(__file__).with_name("dashboard_template.html")
+
+
+def dashboard_data(report: InspectionReport, tokenizer, logits: LogitEffects | None = None, meta: dict | None = None,
+                   include_dead: bool = False, max_features: int | None = None, **record_kw) -> dict:
+    """Everything the page needs. Dead features are left out by default (nothing to show); with
+    max_features, the densest ones are kept."""
+    alive = (report.fire_count > 0).nonzero().squeeze(1)
+    units = range(report.n_units) if include_dead else alive.tolist()
+    if max_features is not None and len(units) > max_features:
+        order = report.fire_count[list(units)].argsort(descending=True)[:max_features]
+        units = sorted(list(units)[i] for i in order.tolist())
+    records = feature_records(report, logits, units, **record_kw)
+    meta = {"title": f"SAE dashboard: {report.name}", "model": "?", "hook": "?", "d_sae": report.n_units,
+            **(meta or {}), "n_tokens": report.n_tokens, "n_alive": int(alive.numel()),
+            "hist_edges": [round(e, 6) for e in report.settings.hist_edges().tolist()]}
+    vocab = token_strings(tokenizer, used_token_ids(records))
+    return {"meta": meta, "vocab": {str(k): v for k, v in vocab.items()}, "features": records}
+
+
+def render_html(data: dict) -> str:
+    # "</" inside inline JSON would close the <script> element early; "<\/" is the same JSON string.
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+    title = data["meta"]["title"].replace("&", "&amp;").replace("<", "&lt;")
+    return TEMPLATE.read_text().replace("__TITLE__", title).replace("__DATA__", payload)
+
+
+def write_dashboard(path: str | Path, report: InspectionReport, tokenizer, logits: LogitEffects | None = None,
+                    meta: dict | None = None, **kw) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(render_html(dashboard_data(report, tokenizer, logits, meta, **kw)), encoding="utf-8")
+    tmp.replace(path)
+    return path

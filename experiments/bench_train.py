@@ -1,11 +1,12 @@
-"""Training throughput of the TopK SAE: dense reference path vs sparse kernels (sae/nn/sparse_ops.py).
+"""Training throughput of a k-sparse SAE (TopK by default; --arch batchtopk / matryoshka_batchtopk):
+dense reference path vs sparse kernels (sae/nn/sparse_ops.py).
 
 A full optimizer step each (training_step, backward, decoder-gradient projection, Adam, renorm) at
 the DESIGN.md reference shape: d_in 576, d_sae 4608, k 32, batch 4096. The two paths are timed
 interleaved so a busy machine slows both alike; the median step is reported, next to the encoder
 GEMM alone (the floor neither path can beat) and the max difference of their gradients.
 
-    python experiments/bench_train.py [--steps 6] [--threads 2] [--out results/bench/train_topk.json]
+    python experiments/bench_train.py [--arch topk] [--steps 6] [--threads 2] [--out results/bench/train_<arch>.json]
 """
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from sae.nn import StepContext, TopKSAE
+from sae.nn import StepContext, TopKSAE, build_sae
 
 
-def make_sae(d_in: int, d_sae: int, k: int, sample: torch.Tensor) -> TopKSAE:
-    sae = TopKSAE(d_in, d_sae, k=k, seed=0)
+def make_sae(arch: str, d_in: int, d_sae: int, k: int, sample: torch.Tensor) -> TopKSAE:
+    sae = build_sae(arch, d_in, d_sae, k=k, seed=0)
     sae.init_from_data(sample)
     return sae
 
@@ -58,13 +59,14 @@ def gradient_gap(dense: TopKSAE, sparse: TopKSAE, x: torch.Tensor) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="topk", choices=["topk", "batchtopk", "matryoshka_batchtopk"])
     ap.add_argument("--d-in", type=int, default=576)
     ap.add_argument("--d-sae", type=int, default=4608)
     ap.add_argument("-k", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--steps", type=int, default=6, help="timed steps per path (after one warm-up)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="results/bench/train_topk.json")
+    ap.add_argument("--out", default=None, help="default results/bench/train_<arch>.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -75,7 +77,7 @@ def main() -> None:
         return 8.0 * torch.randn(args.batch, args.d_in, generator=g) + 3.0
 
     sample = batch()
-    dense = make_sae(args.d_in, args.d_sae, args.k, sample)
+    dense = make_sae(args.arch, args.d_in, args.d_sae, args.k, sample)
     dense.sparse_kernels = False
     sparse = copy.deepcopy(dense)
     sparse.sparse_kernels = True
@@ -99,6 +101,7 @@ def main() -> None:
         gemm.append(time.perf_counter() - t)
 
     result = {
+        "architecture": args.arch,
         "shape": {"d_in": args.d_in, "d_sae": args.d_sae, "k": args.k, "batch": args.batch},
         "steps_timed": args.steps,
         "median_step_s": {n: statistics.median(t) for n, t in times.items()},
@@ -111,7 +114,7 @@ def main() -> None:
         "machine": {"torch": torch.__version__, "threads": args.threads, "cpu_count": os.cpu_count(),
                     "platform": platform.platform(), "load_avg_1m_at_end": os.getloadavg()[0]},
     }
-    out = Path(args.out)
+    out = Path(args.out or f"results/bench/train_{args.arch}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: result[k] for k in ("tokens_per_s", "speedup", "encoder_gemm_s")}, indent=2))

@@ -301,12 +301,14 @@ def test_finalize_training_exists_everywhere():
         assert callable(getattr(build_sae(arch, D_IN, D_SAE), "finalize_training"))
 
 
-# -- TopK's sparse training kernels are the dense path, computed sparsely -----------------------------------------
+# -- the k-sparse architectures' sparse training kernels are the dense path, computed sparsely ---------------------
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "matryoshka_batchtopk"])
 @pytest.mark.parametrize("apply_b_dec_to_input", [True, False])
 @pytest.mark.parametrize("with_dead", [False, True])
-def test_topk_sparse_kernels_equal_the_dense_path(apply_b_dec_to_input, with_dead):
+def test_sparse_kernels_equal_the_dense_path(arch, apply_b_dec_to_input, with_dead):
     import copy
-    sparse = train(make("topk", k=6, aux_k=10), steps=5)  # off the symmetric init
+    extra = {"group_sizes": [8, 24, 32]} if arch == "matryoshka_batchtopk" else {}
+    sparse = train(make(arch, k=6, aux_k=10, **extra), steps=5)  # off the symmetric init
     sparse.apply_b_dec_to_input = apply_b_dec_to_input
     sparse.sparse_kernels = True
     sparse.zero_grad(set_to_none=True)
@@ -324,6 +326,34 @@ def test_topk_sparse_kernels_equal_the_dense_path(apply_b_dec_to_input, with_dea
     assert torch.equal(outs["sparse"].feats, outs["dense"].feats)
     torch.testing.assert_close(outs["sparse"].x_hat, outs["dense"].x_hat, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(outs["sparse"].loss, outs["dense"].loss, rtol=1e-6, atol=1e-7)
-    assert outs["sparse"].terms.keys() == outs["dense"].terms.keys() == ({"mse", "auxk"} if with_dead else {"mse"})
+    assert outs["sparse"].terms.keys() == outs["dense"].terms.keys()
+    assert ("auxk" in outs["sparse"].terms) == with_dead
+    if arch != "topk":  # both paths move the inference threshold identically
+        assert float(sparse.threshold) == pytest.approx(float(dense.threshold), rel=1e-6)
     for name in grads["dense"]:
         torch.testing.assert_close(grads["sparse"][name], grads["dense"][name], rtol=1e-5, atol=1e-7, msg=lambda m: f"{name}: {m}")
+
+
+def test_top_entries_is_exact_and_ordered(monkeypatch):
+    from sae.nn import sparse_ops
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(700, 300, generator=g)  # above 4 * SAMPLE once SAMPLE is small: the sampled path
+    monkeypatch.setattr(sparse_ops, "SAMPLE", 4096)
+    for n in (1, 700 * 8, 700 * 300 - 1):
+        values, flat = sparse_ops.top_entries(x, n)
+        ref_values, ref_flat = x.view(-1).topk(n)
+        assert torch.equal(flat, ref_flat.sort().values)
+        assert torch.equal(values, x.view(-1)[flat])
+    # An unlucky sample (threshold too high) must fall back to the exact search, not lose entries.
+    monkeypatch.setattr(torch.Tensor, "topk", _topk_with_inflated_sample_threshold(torch.Tensor.topk))
+    values, flat = sparse_ops.top_entries(x, 700 * 8)
+    assert torch.equal(flat, x.view(-1).topk(700 * 8).indices.sort().values)
+
+
+def _topk_with_inflated_sample_threshold(topk):
+    def patched(self, k, *args, **kwargs):
+        out = topk(self, k, *args, **kwargs)
+        if self.numel() == 4096:  # the sample: pretend its k-th largest is huge
+            return torch.return_types.topk((out.values + 100.0, out.indices))
+        return out
+    return patched

@@ -13,15 +13,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sae.nn.base import SAEOutput, StepContext, normalized_mse
+from sae.nn.base import SAEOutput, StepContext
+from sae.nn.sparse_ops import SparsePattern, select_per_batch, top_entries
 from sae.nn.topk import TopKSAE
 
 
 def batch_topk_activation(pre: Tensor, k: int) -> Tensor:
-    """Keep the k * batch largest positive entries of the whole [batch, d_sae] matrix."""
-    acts = pre.relu().flatten()
-    values, indices = acts.topk(min(k * pre.shape[0], acts.numel()), sorted=False)
-    return torch.zeros_like(acts).scatter_(0, indices, values).view_as(pre)
+    """Keep the k * batch largest entries of the whole [batch, d_sae] matrix (then ReLU)."""
+    values, flat = top_entries(pre, k * pre.shape[0])
+    return torch.zeros_like(pre).view(-1).index_put_((flat,), values.relu()).view_as(pre)
 
 
 class BatchTopKSAE(TopKSAE):
@@ -46,33 +46,22 @@ class BatchTopKSAE(TopKSAE):
             return batch_topk_activation(pre, self.k)
         return pre * (pre > self.threshold.to(pre.dtype))
 
-    # -- training ----------------------------------------------------------------------------------
-    def sparse_code(self, pre: Tensor) -> Tensor:
+    # -- training: TopK's step (sparse kernels or the dense reference) with batch-level selection ----------------
+    def dense_select(self, pre: Tensor) -> Tensor:
         return batch_topk_activation(pre, self.k)
 
-    def reconstruction_loss(self, feats: Tensor, xs: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
-        x_hat = self.decode_scaled(feats)
-        mse = normalized_mse(x_hat, xs)
-        return mse, x_hat, {"mse": mse.item()}
+    def sparse_select(self, pre: Tensor) -> tuple[Tensor, SparsePattern]:
+        return select_per_batch(pre, self.k)
 
     def training_step(self, x: Tensor, ctx: StepContext) -> SAEOutput:
-        xs = x * self.act_scale
-        pre = self.pre_acts(xs)
-        feats = self.sparse_code(pre)
-        loss, x_hat, terms = self.reconstruction_loss(feats, xs)
-        self.update_threshold(feats)
-        terms["threshold"] = float(self.threshold)
-        if ctx.dead_mask is not None and self.aux_coefficient > 0:
-            n_dead = int(ctx.dead_mask.sum())
-            if n_dead > 0:
-                aux = self.auxk_loss(pre, xs - x_hat, ctx.dead_mask, min(self.aux_k, n_dead))
-                loss = loss + self.aux_coefficient * min(n_dead / self.aux_k, 1.0) * aux
-                terms["auxk"] = aux.item()
-        return SAEOutput(loss=loss, x_hat=x_hat, feats=feats, terms=terms)
+        out = super().training_step(x, ctx)
+        out.terms["threshold"] = float(self.threshold)
+        return out
 
     @torch.no_grad()
-    def update_threshold(self, feats: Tensor) -> None:
-        positive = feats[feats > 0]
+    def after_sparse_code(self, values: Tensor) -> None:
+        """Running average of the smallest activation the batch kept: the inference threshold."""
+        positive = values[values > 0]
         if positive.numel() == 0:
             return
         smallest = positive.min().float()

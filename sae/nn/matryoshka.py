@@ -15,6 +15,7 @@ from torch import Tensor
 
 from sae.nn.base import normalized_mse
 from sae.nn.batchtopk import BatchTopKSAE
+from sae.nn.sparse_ops import SparseDecode, SparsePattern
 
 
 def default_group_sizes(d_sae: int, n_groups: int = 5) -> list[int]:
@@ -40,15 +41,32 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
     def hyperparams(self) -> dict:
         return {**super().hyperparams(), "group_sizes": self.group_sizes}
 
-    def reconstruction_loss(self, feats: Tensor, xs: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
+    def dense_reconstruction_loss(self, feats: Tensor, xs: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
         # Grow the reconstruction one group at a time: each prefix costs one [batch, group] GEMM.
         x_hat = self.b_dec.expand_as(xs)
         losses = []
-        start = 0
-        for size in self.group_sizes:
-            x_hat = x_hat + feats[:, start:start + size] @ self.W_dec[start:start + size]
+        for start, end in self.group_bounds():
+            x_hat = x_hat + feats[:, start:end] @ self.W_dec[start:end]
             losses.append(normalized_mse(x_hat, xs))
-            start += size
+        return self.prefix_loss(losses, x_hat)
+
+    def sparse_reconstruction_loss(self, values: Tensor, pattern: SparsePattern,
+                                   xs: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
+        # The same growth, each group decoding only its own selected entries.
+        x_hat = self.b_dec.expand_as(xs)
+        losses = []
+        for start, end in self.group_bounds():
+            in_group = (pattern.col >= start) & (pattern.col < end)
+            x_hat = x_hat + SparseDecode.apply(values[in_group], self.W_dec, pattern.subset(in_group))
+            losses.append(normalized_mse(x_hat, xs))
+        return self.prefix_loss(losses, x_hat)
+
+    def group_bounds(self) -> list[tuple[int, int]]:
+        ends = torch.tensor(self.group_sizes).cumsum(0).tolist()
+        return list(zip([0, *ends[:-1]], ends))
+
+    @staticmethod
+    def prefix_loss(losses: list[Tensor], x_hat: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
         loss = torch.stack(losses).mean()
         terms = {"mse": losses[-1].item(), "matryoshka_loss": loss.item(), "mse_prefix0": losses[0].item()}
         return loss, x_hat, terms

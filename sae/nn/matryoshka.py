@@ -13,13 +13,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sae.nn.base import normalized_mse
 from sae.nn.batchtopk import BatchTopKSAE
 from sae.nn.sparse_ops import SparseDecode, SparsePattern
 
 
 def default_group_sizes(d_sae: int, n_groups: int = 5) -> list[int]:
-    """Prefixes doubling in size, d_sae/16, /8, /4, /2, 1 of the dictionary (as the paper's)."""
+    """Prefixes doubling in size: d_sae/16, /8, /4, /2 and the whole dictionary. A geometric default;
+    pass group_sizes to choose others."""
     ends = sorted({max(1, d_sae >> shift) for shift in range(n_groups - 1, -1, -1)})
     return [end - start for start, end in zip([0, *ends[:-1]], ends)]
 
@@ -43,30 +43,37 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
 
     def dense_reconstruction_loss(self, feats: Tensor, xs: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
         # Grow the reconstruction one group at a time: each prefix costs one [batch, group] GEMM.
-        x_hat = self.b_dec.expand_as(xs)
-        losses = []
-        for start, end in self.group_bounds():
-            x_hat = x_hat + feats[:, start:end] @ self.W_dec[start:end]
-            losses.append(normalized_mse(x_hat, xs))
-        return self.prefix_loss(losses, x_hat)
+        partials = (feats[:, start:end] @ self.W_dec[start:end] for start, end in self.group_bounds())
+        return self.prefix_losses(partials, xs)
 
     def sparse_reconstruction_loss(self, values: Tensor, pattern: SparsePattern,
                                    xs: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
-        # The same growth, each group decoding only its own selected entries.
+        # The same growth, each group decoding only its own selected entries. A stable sort by group
+        # makes every group a contiguous run that keeps the (token, latent) order.
+        ends = torch.tensor([end for _, end in self.group_bounds()], device=values.device)
+        group = torch.bucketize(pattern.col, ends, right=True)
+        order = group.argsort(stable=True)
+        counts = torch.bincount(group, minlength=len(self.group_sizes)).tolist()
+        flat = (pattern.rows * self.d_sae + pattern.col)[order]
+        values = values[order]
+        partials = []
+        for chunk_values, chunk_flat in zip(values.split(counts), flat.split(counts)):
+            sub = SparsePattern.from_flat(chunk_flat, pattern.n_tokens, self.d_sae)
+            partials.append(SparseDecode.apply(chunk_values, self.W_dec, sub))
+        return self.prefix_losses(partials, xs)
+
+    def prefix_losses(self, partials, xs: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
+        """Mean over prefixes of each prefix's FVU; partials are the groups' decodes, in order."""
+        total_variance = (xs - xs.mean(0)).pow(2).sum().clamp_min(1e-12)  # once, not once per prefix
         x_hat = self.b_dec.expand_as(xs)
         losses = []
-        for start, end in self.group_bounds():
-            in_group = (pattern.col >= start) & (pattern.col < end)
-            x_hat = x_hat + SparseDecode.apply(values[in_group], self.W_dec, pattern.subset(in_group))
-            losses.append(normalized_mse(x_hat, xs))
-        return self.prefix_loss(losses, x_hat)
+        for partial in partials:
+            x_hat = x_hat + partial
+            losses.append((x_hat - xs).pow(2).sum() / total_variance)
+        loss = torch.stack(losses).mean()
+        terms = {"mse": losses[-1].item(), "matryoshka_loss": loss.item(), "mse_prefix0": losses[0].item()}
+        return loss, x_hat, terms
 
     def group_bounds(self) -> list[tuple[int, int]]:
         ends = torch.tensor(self.group_sizes).cumsum(0).tolist()
         return list(zip([0, *ends[:-1]], ends))
-
-    @staticmethod
-    def prefix_loss(losses: list[Tensor], x_hat: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
-        loss = torch.stack(losses).mean()
-        terms = {"mse": losses[-1].item(), "matryoshka_loss": loss.item(), "mse_prefix0": losses[0].item()}
-        return loss, x_hat, terms

@@ -22,7 +22,7 @@ from sae.data.tokens import special_token_ids
 from sae.io.dictionary import write_feature_dictionary, write_neuronpedia
 from sae.io.saelens import load_sae
 from sae.models.zoo import load_model
-from sae.viz.dashboard import write_dashboard
+from sae.viz.dashboard import find_chromium, screenshot, write_dashboard
 
 
 def main(argv: list[str]) -> dict:
@@ -47,10 +47,13 @@ def main(argv: list[str]) -> dict:
                                           sae_dir, units=alive, n_contexts=cfg.n_contexts)
     neuronpedia = write_neuronpedia(out / "neuronpedia", report, model.tokenizer, logits, meta["model_name"],
                                     meta["hook_name"], W_dec=sae.W_dec, units=alive, n_contexts=cfg.n_contexts)
+    shot = None
+    if find_chromium():  # a picture of the page, opened on the densest feature
+        shot = str(screenshot(dashboard, out / "dashboard.png", feature=int(report.fire_count.argmax())))
     density = report.density()
     summary = {"sae_dir": str(sae_dir), "n_tokens": report.n_tokens, "d_sae": sae.d_sae,
                "alive_in_sample": len(alive), "median_density_alive": float(density[density > 0].median()) if alive else 0.0,
-               "dashboard": str(dashboard), "feature_dictionary": str(dictionary), "neuronpedia": str(neuronpedia),
+               "dashboard": str(dashboard), "feature_dictionary": str(dictionary), "neuronpedia": str(neuronpedia), "screenshot": shot,
                "seconds": round(time.time() - start, 1)}
     (out / "inspect_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))

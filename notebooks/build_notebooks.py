@@ -84,7 +84,7 @@ n, m, densities = 5, 2, [1.0, 0.05]
 importance = 0.9 ** torch.arange(n, dtype=torch.float32)
 models = ToyModels(len(densities), n, m, "relu", seeds=[0, 1])
 result = train_toy_models(models, torch.tensor(densities)[:, None].expand(-1, n).contiguous(),
-                          importance.expand(len(densities), -1).contiguous(), steps=2000 if FAST else 10_000)
+                          importance.expand(len(densities), -1).contiguous(), steps=1000 if FAST else 10_000)
 print("final loss per model:", result.final_loss.tolist())"""),
     new_code_cell("""fig, axes = plt.subplots(1, len(densities), figsize=(3 * len(densities), 3))
 for ax, k, d in zip(axes, range(len(densities)), densities):

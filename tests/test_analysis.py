@@ -255,3 +255,26 @@ def test_dictionary_and_neuronpedia_exports(smol, tiny_inspection, tmp_path):
     assert act["values"][act["maxValueTokenIndex"]] == pytest.approx(act["maxValue"], rel=1e-3)
     assert alive[0] not in feature["topkCosSimIndices"]
     assert json.loads((np_dir / "source.json").read_text())["nFeaturesExported"] == len(alive)
+
+
+def test_collector_scales_to_tens_of_thousands_of_units():
+    """d_sae = 32768 with sparse (TopK-like) activations: bounded state, exact top-k, a few seconds."""
+    import time
+    F, T, k = 32768, 64, 8
+    gen = torch.Generator().manual_seed(0)
+    settings = InspectionSettings(top_k=k, n_samples=8)
+    collector = UnitCollector(F, settings)
+    keep = torch.ones(4, T, dtype=torch.bool)
+    best = torch.zeros(F)
+    start = time.time()
+    for first_row in (0, 4):
+        acts = torch.zeros(4 * T, F)
+        top = torch.rand(4 * T, F, generator=gen).topk(32, dim=1)         # 32 active latents per token
+        acts.scatter_(1, top.indices, top.values)
+        best = torch.maximum(best, acts.max(0).values)
+        collector.update(acts.view(4, T, F), keep, first_row)
+    elapsed = time.time() - start
+    report = collector.report("big", torch.zeros(8, T, dtype=torch.long))
+    assert torch.equal(report.top_values[:, 0].clamp_min(0), best)
+    assert report.top_windows.shape == (F, k, settings.window) and report.fire_count.sum() == 8 * T * 32
+    assert elapsed < 60, f"{elapsed:.1f}s for 512 tokens x 32768 units"

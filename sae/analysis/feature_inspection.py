@@ -173,14 +173,28 @@ class UnitCollector:
         B, T, F = acts.shape
         flat = acts.reshape(B * T, F)
         values, idx = batch_topk(torch.where(fired, flat, NEG_INF), self.settings.top_k)   # [F, k']
-        windows = self._windows(acts, keep, idx)
+        sel, ids = self._entering(self.top, units, values)
+        if sel is None:
+            return
+        values, idx = values[sel], idx[sel]
+        windows = self._windows(acts, keep, idx, sel)
         empty = ~torch.isfinite(values)
         global_idx = torch.where(empty, torch.full_like(idx, -1), idx + offset)
-        self._merge(self.top, units, values, {"index": global_idx, "window": windows})
+        self._merge(self.top, ids, values, {"index": global_idx, "window": windows})
 
-    def _windows(self, acts: Tensor, keep: Tensor, idx: Tensor) -> Tensor:
-        """[F, k', window] activations of each unit around its top positions, gathered with one flat
-        index (a single int64 tensor: cheaper than three broadcast index tensors)."""
+    @staticmethod
+    def _entering(state: RunningTopK, units: slice, scores: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """Units of this chunk with a candidate that beats their current k-th best. Once the state has
+        warmed up that is a small minority, so windows and merges are only built for them."""
+        entering = (scores > state.scores[units, -1:]).any(1)
+        if not entering.any():
+            return None, None
+        sel = entering.nonzero().squeeze(1)
+        return sel, sel + units.start
+
+    def _windows(self, acts: Tensor, keep: Tensor, idx: Tensor, columns: Tensor) -> Tensor:
+        """[U, k', window] activations of the selected unit columns around their top positions,
+        gathered with one flat index (a single int64 tensor: cheaper than three broadcast ones)."""
         B, T, F = acts.shape
         s = self.settings
         row, pos = idx // T, idx % T
@@ -188,37 +202,41 @@ class UnitCollector:
         inside = (positions >= 0) & (positions < T)
         positions = positions.clamp(0, T - 1)
         token = row[..., None] * T + positions
-        unit = torch.arange(F).view(F, 1, 1)
-        values = acts.reshape(-1)[token * F + unit]
+        values = acts.reshape(-1)[token * F + columns.view(-1, 1, 1)]
         ok = inside & keep.reshape(-1)[token]
         return torch.where(ok, values, torch.nan)
 
     def _update_samples(self, flat: Tensor, fired: Tensor, offset: int, units: slice) -> None:
         keys = torch.rand(flat.shape, generator=self.generator)
         keys, idx = batch_topk(torch.where(fired, keys, NEG_INF), self.settings.n_samples)
+        sel, ids = self._entering(self.samples, units, keys)
+        if sel is None:
+            return
+        keys, idx = keys[sel], idx[sel]
         empty = ~torch.isfinite(keys)
-        values = flat.T.gather(1, idx)
-        self._merge(self.samples, units, keys, {"value": torch.where(empty, torch.nan, values),
-                                                 "index": torch.where(empty, torch.full_like(idx, -1), idx + offset)})
+        values = flat.T[sel].gather(1, idx)
+        self._merge(self.samples, ids, keys, {"value": torch.where(empty, torch.nan, values),
+                                              "index": torch.where(empty, torch.full_like(idx, -1), idx + offset)})
 
     @staticmethod
-    def _merge(state: RunningTopK, units: slice, scores: Tensor, payloads: dict[str, Tensor]) -> None:
-        # RunningTopK works on whole tensors; run it on a view of this chunk of units.
-        chunk = RunningTopK.__new__(RunningTopK)
-        chunk.k, chunk.scores = state.k, state.scores[units]
-        chunk.payloads = {n: p[units] for n, p in state.payloads.items()}
-        chunk.update(scores, payloads)
-        state.scores[units] = chunk.scores
+    def _merge(state: RunningTopK, ids: Tensor, scores: Tensor, payloads: dict[str, Tensor]) -> None:
+        # RunningTopK works on whole tensors; run it on the selected units' rows and write them back.
+        part = RunningTopK.__new__(RunningTopK)
+        part.k, part.scores = state.k, state.scores[ids]
+        part.payloads = {n: p[ids] for n, p in state.payloads.items()}
+        part.update(scores, payloads)
+        state.scores[ids] = part.scores
         for n in state.payloads:
-            state.payloads[n][units] = chunk.payloads[n]
+            state.payloads[n][ids] = part.payloads[n]
 
     def report(self, name: str, tokens: Tensor) -> InspectionReport:
         s = self.settings
         sample_empty = ~self.samples.valid()
         return InspectionReport(
             name=name, context_size=tokens.shape[1], settings=s, n_tokens=self.n_tokens, tokens=tokens.clone(),
-            top_values=self.top.scores.clone(), top_index=self.top.payloads["index"].clone(),
-            top_windows=self.top.payloads["window"].clone(),
+            top_values=self.top.scores.clone(),
+            top_index=torch.where(self.top.valid(), self.top.payloads["index"], -1),  # never-filled slots: -1
+            top_windows=torch.where(self.top.valid()[..., None], self.top.payloads["window"], torch.nan),
             sample_values=torch.where(sample_empty, torch.nan, self.samples.payloads["value"]),
             sample_index=torch.where(sample_empty, -1, self.samples.payloads["index"]),
             fire_count=self.fire_count.clone(), act_sum=self.act_sum.clone(),

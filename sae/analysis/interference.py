@@ -31,7 +31,7 @@ def unit_rows(directions: Tensor, min_norm: float = 1e-6) -> tuple[Tensor, Tenso
 
 
 @torch.no_grad()
-def max_abs_cos(directions: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+def max_abs_cos(directions: Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
     """Per row: largest |cos| to any other row, and which row that is. Rows must be unit norm."""
     W = directions.float()
     best, arg = [], []
@@ -64,7 +64,7 @@ def distribution(values: Tensor) -> dict:
             "min": v.min().item(), "max": v.max().item()}
 
 
-def total_interference(unit: Tensor, chunk: int = 4096) -> float:
+def total_interference(unit: Tensor, chunk: int = 1024) -> float:
     """sum_{i != j} cos_ij^2; the frame bound says it is >= N^2/d - N for N unit vectors in R^d."""
     total = 0.0
     for lo in range(0, unit.shape[0], chunk):

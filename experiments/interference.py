@@ -83,4 +83,10 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from sae.config import ConfigError
+    from sae.models.zoo import ModelError
+    try:
+        main(sys.argv[1:])
+    except (ConfigError, ModelError, FileNotFoundError) as err:  # one line naming the problem, exit 2
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sae.config import ConfigError, apply_override
 
@@ -35,8 +35,12 @@ def load_inspect_config(path: str | Path | None, overrides: list[str] = ()) -> I
         apply_override(data, item)
     try:
         return InspectConfig(**(data or {}))
-    except Exception as err:  # pydantic's message names the key
-        raise ConfigError(f"inspect config: {str(err).splitlines()[0]} ({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else ''})") from None
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise ConfigError(f"unknown inspect config key {key!r}; valid keys: {', '.join(InspectConfig.model_fields)}") from None
+        raise ConfigError(f"invalid inspect config value for {key!r}: {first['msg']}") from None
 
 
 def config_from_argv(argv: list[str], default: str = "configs/inspect.yaml") -> InspectConfig:

@@ -51,9 +51,9 @@ def main():
     save_json(out / "dimensionality.json", {"config": cfg.model_dump(), "seconds": timer.seconds, "m": m,
                                              "rows": rows})
     for r in rows:
-        top = max(r["sticky_fraction"].items(), key=lambda kv: kv[1])
+        sticky = ", ".join(f"{name}: {frac:.0%}" for name, frac in r["sticky_fraction"].items() if frac > 0)
         print(f"1/(1-S)={r['inverse_density']:7.2f}  D*={r['D_star']:.3f}  sum D_i={r['sum_D']:.2f}  "
-              f"most common sticky value {top[0]} ({top[1]:.0%} of features)")
+              f"features at a sticky value (+-0.02): {sticky or 'none'}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,19 @@ def classify(w: torch.Tensor, threshold: float) -> int:
     return SUPERPOSITION if w[0] * w[1] < 0 else SAME_DIRECTION
 
 
+def both_sign_patterns(n_models: int, seeds: list[int]) -> ToyModels:
+    """With one hidden dimension, W_2 can only change sign by passing through 0, so a run whose
+    features start with the same sign rarely finds the antipodal (superposition) solution: with
+    random signs, 1 in 4 cells of 2 seeds got stuck. So even seeds start with the two weights of
+    the same sign and odd seeds with opposite signs; the lower loss of the two is the phase."""
+    model = ToyModels(n_models, 2, 1, "relu", seeds)
+    with torch.no_grad():
+        W = model.W[:, 0, :]
+        flip = torch.tensor([-1.0 if s % 2 else 1.0 for s in seeds])
+        W[:, 1] = W[:, 1].abs() * W[:, 0].sign() * flip
+    return model
+
+
 def main():
     cfg = config_from_argv(PhaseDiagramConfig, "configs/toy_phase_diagram.yaml")
     out = setup_run(cfg.out_dir)
@@ -45,7 +58,7 @@ def main():
     grid = [(d.item(), r.item()) for d in densities for r in importances]
     settings = [(torch.full((2,), d), torch.tensor([1.0, r])) for d, r in grid]
     with Timer() as timer:
-        sweep = train_sweep(settings, cfg.seeds, lambda k, s: ToyModels(k, 2, 1, "relu", s),
+        sweep = train_sweep(settings, cfg.seeds, both_sign_patterns,
                             **cfg.train.model_dump(), desc=f"phase diagram ({len(settings)} cells)")
     W = sweep.model.W.detach()[:, 0, :]  # [n_models, 2]
     phase = torch.tensor([classify(W[sweep.best_of(s)], cfg.represented_norm) for s in range(len(settings))])

@@ -22,6 +22,7 @@ class ToyTraining(Strict):
     batch_size: int = 1024
     lr: float = 1e-3
     seed: int = 0
+    eval_batch: int = 8192   # fresh samples for the final loss that picks the best seed
 
 
 class IntroConfig(Strict):

@@ -63,7 +63,7 @@ class Sweep:
 
 def train_sweep(settings: list[tuple[Tensor, Tensor]], seeds: list[int], make_model, steps: int,
                 batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, task: str = "reconstruct",
-                progress: bool = True, desc: str = "toy sweep") -> Sweep:
+                eval_batch: int = 8192, progress: bool = True, desc: str = "toy sweep") -> Sweep:
     """settings: (density [n], importance [n]) pairs. make_model(n_models, seeds) -> module.
     Model seeds are offset by setting so no two settings share an initialisation by accident."""
     setting_of = [s for s in range(len(settings)) for _ in seeds]
@@ -72,5 +72,5 @@ def train_sweep(settings: list[tuple[Tensor, Tensor]], seeds: list[int], make_mo
     importance = torch.stack([settings[s][1] for s in setting_of])
     model = make_model(len(setting_of), [1000 * s + sd for s, sd in zip(setting_of, seed_of)])
     result = train_toy_models(model, density, importance, steps=steps, batch_size=batch_size, lr=lr,
-                              seed=seed, task=task, progress=progress, desc=desc)
+                              seed=seed, task=task, eval_batch=eval_batch, progress=progress, desc=desc)
     return Sweep(model=model, result=result, setting_of=setting_of, seed_of=seed_of)

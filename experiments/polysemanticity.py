@@ -30,6 +30,8 @@ from sae.models.zoo import hook_layer, load_model
 def compare(scores: dict) -> dict:
     """Which metric says SAE features are more specific than neurons, with both medians."""
     f, n = scores["sae_features"].summary(), scores["mlp_neurons"].summary()
+    if not (f["n_scored"] and n["n_scored"]):
+        return {}
     out = {}
     for metric, lower_is_specific in (("token_entropy_bits", True), ("tokens_for_80pct", True), ("class_specificity", False)):
         fm, nm = f[metric].get("median"), n[metric].get("median")
@@ -49,17 +51,21 @@ def main(argv: list[str]) -> dict:
     hook = meta["hook_name"]
     rows = inspection_rows(cfg, model.tokenizer, meta)
     unit_sets = [sae_features(sae, hook), mlp_neurons(model, hook_layer(hook)), residual_basis(model, hook)]
-    settings = InspectionSettings(top_k=cfg.top_k, n_samples=4, window_before=0, window_after=0, seed=cfg.seed)
+    settings = InspectionSettings(top_k=cfg.top_k, n_samples=cfg.n_samples, window_before=0, window_after=0, seed=cfg.seed)
     reports = inspect_units(model, rows, unit_sets, special_token_ids(model.tokenizer), settings,
                             meta.get("exclude_special_tokens", True), cfg.batch_size)
     classes = vocab_classes(model.tokenizer, int(model.cfg.d_vocab))
-    scores = {name: polysemanticity(r, classes) for name, r in reports.items()}
+    scores = {name: polysemanticity(r, classes, "top") for name, r in reports.items()}
+    sampled = {name: polysemanticity(r, classes, "samples") for name, r in reports.items()}
     result = {
         "sae_dir": str(sae_dir), "model": meta["model_name"], "sae_hook": hook,
         "neuron_hook": unit_sets[1].hook, "n_tokens": reports["sae_features"].n_tokens, "top_k": cfg.top_k,
         "primary_metric": "token_entropy_bits (lower = more specific)",
         "comparison": compare(scores),
         "units": {name: s.summary() for name, s in scores.items()},
+        "over_random_firing_samples": {"n_samples": cfg.n_samples, "comparison": compare(sampled),
+                                       "units": {name: s.summary() for name, s in sampled.items()}},
+        "density_median": {name: float(r.density().median()) for name, r in reports.items()},
         "seconds": round(time.time() - start, 1),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -67,7 +73,10 @@ def main(argv: list[str]) -> dict:
     polysemanticity_figure(scores, out / "polysemanticity.png",
                            f"{meta['model_name']} layer {hook_layer(hook)}: top-{cfg.top_k} activations over "
                            f"{result['n_tokens']} tokens ({sae_dir})")
-    print(json.dumps({"comparison": result["comparison"], "seconds": result["seconds"]}, indent=2))
+    polysemanticity_figure(sampled, out / "polysemanticity_samples.png",
+                           f"same, over {cfg.n_samples} random firing activations per unit instead of the top-{cfg.top_k}")
+    print(json.dumps({"comparison": result["comparison"], "samples": result["over_random_firing_samples"]["comparison"],
+                      "seconds": result["seconds"]}, indent=2))
     return result
 
 

@@ -278,3 +278,15 @@ def test_collector_scales_to_tens_of_thousands_of_units():
     assert torch.equal(report.top_values[:, 0].clamp_min(0), best)
     assert report.top_windows.shape == (F, k, settings.window) and report.fire_count.sum() == 8 * T * 32
     assert elapsed < 60, f"{elapsed:.1f}s for 512 tokens x 32768 units"
+
+
+def test_polysemanticity_from_random_samples(synthetic):
+    *_, rep = synthetic
+    classes = torch.zeros(int(rep.tokens.max()) + 1, dtype=torch.long)
+    top, samples = polysemanticity(rep, classes, "top"), polysemanticity(rep, classes, "samples")
+    assert top.top_k == 6 and samples.top_k == 4
+    assert set(samples.unit_ids.tolist()) == {u for u in range(9) if rep.fire_count[u] >= 4}
+    # tokens are arange here, so every sampled position is its own token type
+    assert samples.token_entropy.max() <= 2.0 + 1e-6 and (samples.tokens_for_80pct >= 1).all()
+    with pytest.raises(ValueError):
+        polysemanticity(rep, classes, "everything")

@@ -12,7 +12,8 @@ position's token by the activation there (positive part). Then:
 
 These measure token-level specificity only: a feature that tracks a context-level concept across
 many tokens scores as polysemantic here. They are a cheap proxy, applied identically to all units.
-Units with fewer than k firing positions are left out (a feature that fired 3 times is trivially
+The same metrics can be taken over a uniform sample of each unit's firing activations
+(source="samples") instead of its top-k. Units with fewer than k firing positions are left out (a feature that fired 3 times is trivially
 "specific"); the count left out is reported.
 """
 from __future__ import annotations
@@ -83,11 +84,21 @@ def score_units(token_ids: Tensor, values: Tensor, token_class: Tensor, chunk: i
     return tuple(torch.cat(parts) for parts in zip(*out))
 
 
-def polysemanticity(report: InspectionReport, token_class: Tensor) -> PolysemanticityScores:
-    """Score every unit of an inspection report that has a full top-k of firing positions."""
-    full = report.top_valid().all(1) & (report.top_values > 0).all(1)
+def polysemanticity(report: InspectionReport, token_class: Tensor, source: str = "top") -> PolysemanticityScores:
+    """Score every unit of an inspection report that has a full sample.
+
+    source="top": the unit's top-k activations (the usual max-activating-examples view).
+    source="samples": its uniform random sample of firing activations, i.e. across its whole
+    activation range (max-activating examples can look clean while the bulk of firings do not)."""
+    if source == "top":
+        ids_all, values, valid = report.top_token_ids(), report.top_values, report.top_valid()
+    elif source == "samples":
+        valid = report.sample_index >= 0
+        ids_all = torch.where(valid, report.tokens.reshape(-1)[report.sample_index.clamp_min(0)], -1)
+        values = report.sample_values
+    else:
+        raise ValueError(f"source {source!r}: 'top' or 'samples'")
+    full = valid.all(1) & (values.nan_to_num(0) > 0).all(1)
     unit_ids = full.nonzero().squeeze(1)
-    ids = report.top_token_ids()[unit_ids]
-    entropy, n80, specificity = score_units(ids, report.top_values[unit_ids], token_class)
-    return PolysemanticityScores(entropy.float(), n80, specificity.float(), unit_ids, report.n_units,
-                                 report.settings.top_k)
+    entropy, n80, specificity = score_units(ids_all[unit_ids], values[unit_ids], token_class)
+    return PolysemanticityScores(entropy.float(), n80, specificity.float(), unit_ids, report.n_units, values.shape[1])

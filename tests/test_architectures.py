@@ -246,6 +246,16 @@ def test_l0_falls_as_the_sparsity_coefficient_rises(arch, knob, values):
     assert l0s[0] > 2 * l0s[2], f"{arch}: L0 {l0s} barely moves with {knob}={values}"
 
 
+def test_jumprelu_guard_against_l0_that_never_falls():
+    """With the paper's tiny initial threshold and bandwidth (0.001, tuned for E||x||^2 = 1), the
+    threshold window is nearly empty and L0 hardly responds to the penalty; our defaults must."""
+    l0 = {}
+    for name, hp in {"ours": {}, "paper": {"init_threshold": 1e-3, "bandwidth": 1e-3}}.items():
+        torch.manual_seed(0)
+        l0[name] = inference_l0(train(make("jumprelu", sparsity_coefficient=3e-2, **hp), steps=200, lr=1e-2))
+    assert l0["ours"] < 0.6 * l0["paper"], l0
+
+
 # -- JumpReLU's straight-through estimators --------------------------------------------------------------
 def test_jumprelu_pseudo_derivatives():
     pre = torch.tensor([[0.50, 0.52, 0.60, 0.40]], requires_grad=True)

@@ -123,7 +123,9 @@ class SparseAutoencoder(nn.Module):
         change the norm, which after_optimizer_step undoes anyway)."""
         if self.unit_norm_decoder and self.W_dec.grad is not None:
             W, g = self.W_dec, self.W_dec.grad
-            g -= (g * W).sum(1, keepdim=True) * W / W.pow(2).sum(1, keepdim=True).clamp_min(1e-12)
+            # Row dot products without [d_sae, d_in] temporaries, then one fused in-place update.
+            parallel = torch.linalg.vecdot(g, W) / torch.linalg.vecdot(W, W).clamp_min(1e-12)
+            g.addcmul_(W, parallel.unsqueeze(1), value=-1)
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:

@@ -36,11 +36,14 @@ def hyperparams_for(cfg: PlantedConfig) -> tuple[dict, str]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    def cell(v):
-        return f"{v:.4f}" if isinstance(v, float) else (", ".join(f"{k}={x}" for k, x in v.items())
-                                                          if isinstance(v, dict) else str(v))
+    def cell(column, v):
+        if isinstance(v, dict):
+            return ", ".join(f"{k}={x}" for k, x in v.items())
+        if isinstance(v, float):
+            return f"{v:.1f}" if column in ("l0", "seconds") else f"{v:.4f}"
+        return str(v)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(c, r[c]) for c in COLUMNS) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -109,7 +109,7 @@ def write_dir_atomically(path: Path, files: dict[str, dict[str, Tensor]], cfg: d
     try:
         for name, tensors in files.items():
             save_file(tensors, str(tmp / name))
-        (tmp / CFG_FILE).write_text(json.dumps(cfg, indent=2))
+        (tmp / CFG_FILE).write_text(json.dumps(cfg, indent=2, default=str))  # Paths etc. as text
         for f in tmp.iterdir():  # durable before it becomes visible
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from sae.nn.batchtopk import BatchTopKSAE
-from sae.nn.sparse_ops import SparseDecode, SparsePattern
+from sae.nn.sparse_ops import SparseDecode, SparsePattern, one_thread
 
 
 def default_group_sizes(d_sae: int, n_groups: int = 5) -> list[int]:
@@ -50,11 +50,12 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
                                    xs: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
         # The same growth, each group decoding only its own selected entries. A stable sort by group
         # makes every group a contiguous run that keeps the (token, latent) order.
-        ends = torch.tensor([end for _, end in self.group_bounds()], device=values.device)
-        group = torch.bucketize(pattern.col, ends, right=True)
-        order = group.argsort(stable=True)
-        counts = torch.bincount(group, minlength=len(self.group_sizes)).tolist()
-        flat = (pattern.rows * self.d_sae + pattern.col)[order]
+        with one_thread():
+            ends = torch.tensor([end for _, end in self.group_bounds()], device=values.device)
+            group = torch.bucketize(pattern.col, ends, right=True)
+            order = group.argsort(stable=True)
+            counts = torch.bincount(group, minlength=len(self.group_sizes)).tolist()
+            flat = (pattern.rows * self.d_sae + pattern.col)[order]
         values = values[order]
         partials = []
         for chunk_values, chunk_flat in zip(values.split(counts), flat.split(counts)):

@@ -15,6 +15,7 @@ No [batch, d_sae] gradient is ever formed. Values are flat [nnz] tensors in the 
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -25,11 +26,27 @@ from torch import Tensor
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 
+@contextlib.contextmanager
+def one_thread():
+    """For index bookkeeping over ~1e5 entries (sorts, bincounts): ~5 ms on one thread, but 20-400 ms
+    on two when the cores are shared, as threads wait for each other (measured here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class SparsePattern:
     """A set of (token, latent) pairs as CSR in both orientations. Built once per selection; every
     sparse product of the step reuses it."""
 
     def __init__(self, crow: Tensor, col: Tensor, d_sae: int):
+        with one_thread():
+            self._build(crow, col, d_sae)
+
+    def _build(self, crow: Tensor, col: Tensor, d_sae: int) -> None:
         self.crow, self.col, self.d_sae = crow, col, d_sae
         self.n_tokens = crow.numel() - 1
         self.rows = torch.repeat_interleave(torch.arange(self.n_tokens, device=col.device), crow.diff(),
@@ -49,10 +66,12 @@ class SparsePattern:
     @classmethod
     def from_flat(cls, flat: Tensor, n_tokens: int, d_sae: int) -> "SparsePattern":
         """Sorted flat indices token * d_sae + latent into a [n_tokens, d_sae] matrix."""
-        rows = torch.div(flat, d_sae, rounding_mode="floor")
-        crow = torch.zeros(n_tokens + 1, dtype=torch.long, device=flat.device)
-        crow[1:] = torch.bincount(rows, minlength=n_tokens).cumsum(0)
-        return cls(crow, flat - rows * d_sae, d_sae)
+        with one_thread():
+            rows = torch.div(flat, d_sae, rounding_mode="floor")
+            crow = torch.zeros(n_tokens + 1, dtype=torch.long, device=flat.device)
+            crow[1:] = torch.bincount(rows, minlength=n_tokens).cumsum(0)
+            col = flat - rows * d_sae
+        return cls(crow, col, d_sae)
 
     def subset(self, mask: Tensor) -> "SparsePattern":
         """The entries where mask [nnz] is true, in the same order."""
@@ -95,7 +114,8 @@ class SelectedPreacts(torch.autograd.Function):
         xc, W_enc = ctx.saved_tensors
         p: SparsePattern = ctx.pattern
         grad = grad.contiguous()
-        grad_b_enc = torch.zeros(p.d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, p.col, grad)
+        with one_thread():
+            grad_b_enc = torch.zeros(p.d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, p.col, grad)
         grad_W_enc = (p.latent_major(grad) @ xc).t().contiguous()
         # sum_b grad_pre[b] = grad_b_enc, so the b_dec gradient through the encoder is one GEMV.
         grad_b_dec = -(W_enc @ grad_b_enc) if ctx.needs_input_grad[1] else None
@@ -145,10 +165,12 @@ def select_per_token(pre: Tensor, k: int, columns: Tensor | None = None) -> tupl
     with torch.no_grad():
         source = pre if columns is None else pre[:, columns]
         selected, idx = source.topk(k, dim=-1, sorted=False)
-        if columns is not None:
-            idx = columns[idx]
-        idx, perm = idx.sort(dim=-1)  # canonical CSR: latents ascending within a token
-        return selected.gather(-1, perm).reshape(-1), SparsePattern.per_token(idx, pre.shape[1])
+        with one_thread():
+            if columns is not None:
+                idx = columns[idx]
+            idx, perm = idx.sort(dim=-1)  # canonical CSR: latents ascending within a token
+            selected = selected.gather(-1, perm).reshape(-1)
+        return selected, SparsePattern.per_token(idx, pre.shape[1])
 
 
 def select_per_batch(pre: Tensor, k: int) -> tuple[Tensor, SparsePattern]:
@@ -178,10 +200,12 @@ def top_entries(pre: Tensor, n: int) -> tuple[Tensor, Tensor]:
         tau = sample.topk(keep_in_sample, sorted=False).values.min()
         candidates = (flat >= tau).nonzero().squeeze(1)
         if candidates.numel() >= n:
-            values = flat[candidates]
-            keep = torch.zeros(candidates.numel(), dtype=torch.bool, device=flat.device)
-            keep[values.topk(n, sorted=False).indices] = True
-            return values[keep], candidates[keep]
+            with one_thread():
+                values = flat[candidates]
+                keep = torch.zeros(candidates.numel(), dtype=torch.bool, device=flat.device)
+                keep[values.topk(n, sorted=False).indices] = True
+                return values[keep], candidates[keep]
     values, idx = flat.topk(n, sorted=False)
-    idx, perm = idx.sort()
-    return values[perm], idx
+    with one_thread():
+        idx, perm = idx.sort()
+        return values[perm], idx

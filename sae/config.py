@@ -32,7 +32,7 @@ class DataConfig(Section):
     corpus: str = "shakespeare"             # built-in name or path to .txt/.jsonl file/dir
     context_size: int = Field(128, ge=8)
     train_tokens: int = Field(250_000, ge=1)  # approximate: whole rows are captured
-    eval_tokens: int = Field(8_192, ge=1)     # held-out rows, never seen in training
+    eval_tokens: int = Field(32_768, ge=1)    # held-out rows, never seen in training
     prepend_bos: bool = True
     exclude_special_tokens: bool = True     # BOS is an attention sink with ~100x the norm
     capture_batch_size: int = Field(16, ge=1)
@@ -63,7 +63,7 @@ class TrainConfig(Section):
 
 class EvalConfig(Section):
     batch_size: int = Field(8, ge=1)        # rows per forward pass
-    downstream: bool = True                 # CE/KL with the SAE spliced into the model
+    downstream_tokens: int = Field(4_096, ge=0)  # CE/KL with the SAE spliced in, on the first eval rows (0: off)
 
 
 class RunConfig(Section):
@@ -88,8 +88,11 @@ class RunConfig(Section):
     def fingerprint(self, *sections: str) -> str:
         """Hash of the named sections; a checkpoint or store is only reused when it matches."""
         dump = self.model_dump(mode="json")
-        picked = {s: dump[s] for s in (sections or dump.keys())}
-        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+        return fingerprint({s: dump[s] for s in (sections or dump.keys())})
+
+
+def fingerprint(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _format_error(err: ValidationError) -> str:

@@ -27,12 +27,18 @@ def _replace_kept(values: Tensor, keep: Tensor):
 
 @torch.no_grad()
 def evaluate(model, sae: SparseAutoencoder, rows: Tensor, hook: str, special_ids: list[int],
-             exclude_special: bool = True, batch_size: int = 8, downstream: bool = True) -> dict:
+             exclude_special: bool = True, batch_size: int = 8, downstream_rows: int | None = None) -> tuple[dict, Tensor]:
+    """Reconstruction metrics over all `rows`; CE/KL over the first `downstream_rows` (None: all, 0: none),
+    since those need three full forward passes while reconstruction needs only the layers up to the hook."""
     device = sae.W_enc.device
     stats = ReconstructionStats(sae.d_sae)
     sums = {"ce_clean": 0.0, "ce_sae": 0.0, "ce_zero_ablation": 0.0, "kl_sae": 0.0, "kl_zero_ablation": 0.0}
     n_predictions = 0
-    for batch in tqdm(rows.split(batch_size), desc="evaluate", unit="batch", dynamic_ncols=True):
+    downstream_rows = len(rows) if downstream_rows is None else min(downstream_rows, len(rows))
+    batches = [(b, True) for b in rows[:downstream_rows].split(batch_size)]
+    batches += [(b, False) for b in rows[downstream_rows:].split(batch_size * 4)]  # no logits: bigger batches fit
+    batches = [(b, d) for b, d in batches if len(b)]  # split() of an empty slice yields one empty tensor
+    for batch, downstream in tqdm(batches, desc="evaluate", unit="batch", dynamic_ncols=True):
         batch = batch.to(device)
         keep = keep_mask(batch, special_ids, exclude_special)
         if not downstream:
@@ -62,7 +68,7 @@ def evaluate(model, sae: SparseAutoencoder, rows: Tensor, hook: str, special_ids
         n_predictions += batch.shape[0] * (batch.shape[1] - 1)
     result = stats.summary()
     result["decoder_mean_max_cos"] = decoder_mean_max_cos(sae.W_dec)
-    if downstream:
+    if n_predictions:
         result |= {k: v / n_predictions for k, v in sums.items()}
         result["ce_loss_recovered"] = ce_loss_recovered(result["ce_clean"], result["ce_sae"], result["ce_zero_ablation"])
         result["kl_score"] = kl_score(result["kl_sae"], result["kl_zero_ablation"])

@@ -15,7 +15,7 @@ import torch
 
 from sae.activations.capture import capture_activations
 from sae.activations.store import ActivationStore
-from sae.config import ConfigError, RunConfig, save_config
+from sae.config import ConfigError, RunConfig, fingerprint, save_config
 from sae.data.tokens import corpus_rows, special_token_ids
 from sae.evaluation import evaluate
 from sae.metrics import sparsity_log10
@@ -46,6 +46,13 @@ def make_sae(cfg: RunConfig, d_in: int) -> SparseAutoencoder:
         raise ConfigError(f"sae config: {err}") from None
 
 
+def store_meta(cfg: RunConfig, n_train_rows: int) -> dict:
+    """What determines the captured activations (and nothing else: eval settings don't)."""
+    return {"model_name": cfg.model.name, "hook_name": cfg.model.hook, "corpus": cfg.data.corpus,
+            "context_size": cfg.data.context_size, "prepend_bos": cfg.data.prepend_bos,
+            "exclude_special_tokens": cfg.data.exclude_special_tokens, "n_rows": n_train_rows}
+
+
 def sae_metadata(cfg: RunConfig, store: ActivationStore) -> dict:
     return {
         "model_name": cfg.model.name,
@@ -64,7 +71,8 @@ def train_sae(cfg: RunConfig, store: ActivationStore, run_dir: Path, device="cpu
     torch.manual_seed(cfg.train.seed)
     sae = make_sae(cfg, store.d_in).to(device)
     sae.init_from_data(store.load_all(max_tokens=16_384).to(device))
-    trainer = Trainer(sae, cfg.train, run_dir, cfg.fingerprint("model", "data", "sae", "train"))
+    dump = cfg.model_dump(mode="json")
+    trainer = Trainer(sae, cfg.train, run_dir, fingerprint({"store": store.meta, "sae": dump["sae"], "train": dump["train"]}))
     total_steps = (store.n_tokens // cfg.train.batch_size) * cfg.train.epochs  # full batches only
     if total_steps == 0:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {store.n_tokens} captured tokens; "
@@ -99,10 +107,8 @@ def run(cfg: RunConfig, model=None) -> dict:
     timings["tokenize_s"] = time.time() - t
 
     t = time.time()
-    store_dir = cache_dir() / "stores" / f"{cfg.model.name.replace('/', '_')}-{cfg.fingerprint('model', 'data')}"
-    meta = {"model_name": cfg.model.name, "hook_name": cfg.model.hook, "corpus": cfg.data.corpus,
-            "context_size": cfg.data.context_size, "prepend_bos": cfg.data.prepend_bos,
-            "exclude_special_tokens": cfg.data.exclude_special_tokens, "n_rows": n_train}
+    meta = store_meta(cfg, n_train)
+    store_dir = cache_dir() / "stores" / f"{cfg.model.name.replace('/', '_')}-{fingerprint(meta)}"
     store = capture_activations(model, train_rows, cfg.model.hook, store_dir, meta, special,
                                 cfg.data.exclude_special_tokens, cfg.data.capture_batch_size, cfg.data.shard_tokens)
     timings["capture_s"] = time.time() - t
@@ -114,7 +120,7 @@ def run(cfg: RunConfig, model=None) -> dict:
 
     t = time.time()
     metrics, firing = evaluate(model, sae, eval_rows, cfg.model.hook, special, cfg.data.exclude_special_tokens,
-                               cfg.eval.batch_size, cfg.eval.downstream)
+                               cfg.eval.batch_size, math.ceil(cfg.eval.downstream_tokens / cfg.data.context_size))
     timings["eval_s"] = time.time() - t
 
     from sae.io.saelens import save_sae  # imported late: export is the last stage
@@ -125,7 +131,7 @@ def run(cfg: RunConfig, model=None) -> dict:
                "offline": _offline_flags()}
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     from sae.viz.plots import plot_run  # matplotlib only when plotting
-    plot_run(run_dir, firing)
+    plot_run(run_dir, firing, n_tokens=metrics["n_tokens"])
     return summary
 
 

@@ -104,7 +104,9 @@ def test_corrupt_shard_is_one_line_error_and_store_is_kept(tiny_run, smol, monke
     from sae import pipeline
     from sae.paths import cache_dir
     monkeypatch.setattr(pipeline, "load_model", lambda *a, **k: smol)
-    store = cache_dir() / "stores" / f"smollm2-135m-{cfg.fingerprint('model', 'data')}"
+    from sae.config import fingerprint
+    n_train, _ = pipeline.row_counts(cfg)
+    store = cache_dir() / "stores" / f"smollm2-135m-{fingerprint(pipeline.store_meta(cfg, n_train))}"
     shard = sorted(store.glob("shard_*.safetensors"))[0]
     original = shard.read_bytes()
     try:

@@ -48,8 +48,8 @@ def plot_density_histogram(firing_frequency: torch.Tensor, out: Path, n_tokens: 
     plt.close(fig)
 
 
-def plot_run(run_dir: Path, firing_frequency: torch.Tensor) -> None:
+def plot_run(run_dir: Path, firing_frequency: torch.Tensor, n_tokens: int | None = None) -> None:
     run_dir = Path(run_dir)
     if (run_dir / "train_log.jsonl").exists():
         plot_training_curves(read_log(run_dir / "train_log.jsonl"), run_dir / "training_curves.png")
-    plot_density_histogram(firing_frequency, run_dir / "latent_density.png")
+    plot_density_histogram(firing_frequency, run_dir / "latent_density.png", n_tokens)

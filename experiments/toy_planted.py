@@ -91,8 +91,12 @@ def main():
                       f"recovered {row['frac_recovered_cos>0.9']:.1%}  L0 {row['l0']:.1f}")
         cosine_histogram(cosines, out / f"planted_cosines_{data.name}.png",
                          f"{data.name}: {cfg.n_features} features in {cfg.d} dims")
-        save_json(out / f"planted_{data.name}.json", {"dataset": data.model_dump(), "seconds": timer.seconds,
-                                                       "hyperparams_source": source, "rows": rows})
+        path = out / f"planted_{data.name}.json"
+        if path.exists():  # rerunning some architectures keeps the other architectures' rows
+            kept = [r for r in json.loads(path.read_text())["rows"] if r["architecture"] not in architectures]
+            rows = kept + rows
+        save_json(path, {"dataset": data.model_dump(), "seconds_last_run": timer.seconds,
+                         "hyperparams_source": source, "rows": rows})
     merge_tables(out, cfg, source)
 
 

@@ -32,7 +32,7 @@ class UnitTables:
 
 def top_token_mass(report: InspectionReport, unit: int, n: int = 5, tables: UnitTables | None = None) -> list[tuple[int, float]]:
     """Token ids at the unit's top positions, by share of the top-activation mass."""
-    valid = report.top_valid()[unit] & (report.top_values[unit] > 0)
+    valid = (report.top_index[unit] >= 0) & (report.top_values[unit] > 0)
     ids = (tables.top_token_ids if tables else report.top_token_ids())[unit][valid]
     values = report.top_values[unit][valid]
     if ids.numel() == 0:

@@ -52,9 +52,11 @@ def dictionary_line(record: dict, text: dict[int, str], weights_file: str) -> di
 
 
 def write_feature_dictionary(path: str | Path, report: InspectionReport, tokenizer, logits: LogitEffects | None = None,
-                             sae_dir: str | Path | None = None, units=None, **record_kw) -> Path:
+                             sae_dir: str | Path | None = None, units=None, records: list[dict] | None = None,
+                             **record_kw) -> Path:
+    """`records` (from sae.analysis.feature_records) skips rebuilding them; else built for `units`."""
     path = Path(path)
-    records = feature_records(report, logits, units, **record_kw)
+    records = records if records is not None else feature_records(report, logits, units, **record_kw)
     text = _strings(records, tokenizer)
     weights = str(Path(sae_dir) / WEIGHTS_FILE) if sae_dir is not None else WEIGHTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,13 +115,14 @@ def neuronpedia_feature(record: dict, text: dict[int, str], source: dict, edges:
 
 def write_neuronpedia(out_dir: str | Path, report: InspectionReport, tokenizer, logits: LogitEffects | None,
                       model_id: str, hook_name: str, source_id: str | None = None, W_dec: torch.Tensor | None = None,
-                      units=None, **record_kw) -> Path:
-    """One JSON per feature under out_dir/features/, plus out_dir/source.json. Replaces out_dir atomically."""
+                      units=None, records: list[dict] | None = None, **record_kw) -> Path:
+    """One JSON per feature under out_dir/features/, plus out_dir/source.json. Replaces out_dir atomically.
+    `records` (from sae.analysis.feature_records) skips rebuilding them; else built for `units`."""
     out_dir = Path(out_dir)
     layer = source_id or f"{hook_name.split('.')[1] if hook_name.startswith('blocks.') else 0}-sae-{report.n_units}"
     source = {"modelId": model_id, "layer": layer, "hookName": hook_name, "numFeatures": report.n_units,
               "nTokensInspected": report.n_tokens, "contextSize": report.context_size}
-    records = feature_records(report, logits, units, **record_kw)
+    records = records if records is not None else feature_records(report, logits, units, **record_kw)
     text = _strings(records, tokenizer)
     edges = report.settings.hist_edges().tolist()
     neighbours = cosine_neighbours(W_dec) if W_dec is not None else None

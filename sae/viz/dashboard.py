@@ -18,15 +18,20 @@ TEMPLATE = Path(__file__).with_name("dashboard_template.html")
 
 
 def dashboard_data(report: InspectionReport, tokenizer, logits: LogitEffects | None = None, meta: dict | None = None,
-                   include_dead: bool = False, max_features: int | None = None, **record_kw) -> dict:
+                   include_dead: bool = False, max_features: int | None = None, records: list[dict] | None = None,
+                   **record_kw) -> dict:
     """Everything the page needs. Dead features are left out by default (nothing to show); with
-    max_features, the densest ones are kept."""
+    max_features, the densest ones are kept. `records` (from feature_records) skips rebuilding them."""
     alive = (report.fire_count > 0).nonzero().squeeze(1)
     units = range(report.n_units) if include_dead else alive.tolist()
     if max_features is not None and len(units) > max_features:
         order = report.fire_count[list(units)].argsort(descending=True)[:max_features]
         units = sorted(list(units)[i] for i in order.tolist())
-    records = feature_records(report, logits, units, **record_kw)
+    if records is None:
+        records = feature_records(report, logits, units, **record_kw)
+    else:
+        wanted = set(units)
+        records = [r for r in records if r["id"] in wanted]
     meta = {"title": f"SAE dashboard: {report.name}", "model": "?", "hook": "?", "d_sae": report.n_units,
             **(meta or {}), "n_tokens": report.n_tokens, "n_alive": int(alive.numel()),
             "hist_edges": [round(e, 6) for e in report.settings.hist_edges().tolist()]}

@@ -178,6 +178,9 @@ def test_config_rejects_unknown_key_in_one_line(tmp_path):
     with pytest.raises(SystemExit) as err:
         load_config(IntroConfig, path)
     assert "unknown key 'steps_typo'" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(SystemExit) as err:
+        load_config(IntroConfig, None, ["train.stepz=3"])
+    assert "unknown key 'train.stepz' for ToyTraining" in str(err.value)
 
 
 def test_config_overrides():

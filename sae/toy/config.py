@@ -154,6 +154,8 @@ def apply_override(raw: dict, path: list[str], value: object) -> None:
 def load_config(cls: type[Strict], path: str | Path | None, overrides: list[str] = ()) -> Strict:
     raw = {}
     if path is not None:
+        if not Path(path).is_file():
+            raise SystemExit(f"config file {path} not found")
         raw = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(raw, dict):
             raise SystemExit(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
@@ -165,11 +167,22 @@ def load_config(cls: type[Strict], path: str | Path | None, overrides: list[str]
         raise SystemExit(f"{path or 'config'}: {one_line(err, cls)}") from None
 
 
+def section_class(cls: type[Strict], loc: tuple) -> type[Strict]:
+    """The pydantic model that owns the last key of loc (e.g. ToyTraining for train.stepz)."""
+    for part in loc[:-1]:
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return cls
+        cls = field.annotation
+    return cls
+
+
 def one_line(err: ValidationError, cls: type[Strict]) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
-        return f"unknown key '{where}' for {cls.__name__} (allowed: {', '.join(cls.model_fields)})"
+        owner = section_class(cls, first["loc"])
+        return f"unknown key '{where}' for {owner.__name__} (allowed: {', '.join(owner.model_fields)})"
     return f"'{where}': {first['msg']} (got {first.get('input')!r})"
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout, no install
 
+import torch
+
 from sae.nn import ARCHITECTURES
 from sae.toy.benchmark import build_dataset, run_one
 from sae.toy.config import PlantedConfig, config_from_argv
@@ -54,7 +56,8 @@ def merge_tables(out: Path, cfg: PlantedConfig, source: str) -> list[dict]:
     for name in order:
         path = out / f"planted_{name}.json"
         if path.exists():
-            rows += json.loads(path.read_text())["rows"]
+            rows += [{k: v for k, v in r.items() if k != "per_true_max_cos"}  # arrays stay in the per-dataset file
+                     for r in json.loads(path.read_text())["rows"]]
     best = max(rows, key=lambda r: (r["mmcs"], r["frac_recovered_cos>0.9"]))
     save_json(out / "planted.json", {"config": cfg.model_dump(exclude={"only"}), "hyperparams_source": source,
                                      "best": best, "rows": rows})
@@ -79,24 +82,24 @@ def main():
     print(f"architectures: {architectures}; hyperparameters from {source}")
     for data in datasets:
         planted, pool = build_dataset(cfg, data)
-        rows, cosines = [], {}
+        rows = []
         with Timer() as timer:
             for arch in architectures:
                 t = cfg.train
                 row = run_one(arch, planted, pool, cfg.d_sae, hyperparams.get(arch, {}), t.steps, t.batch_size,
                               t.lr, t.dead_window, t.seed)
-                cosines[arch] = row.pop("_per_true_cos")
                 rows.append({"dataset": data.name, **row})
                 print(f"{data.name:22s} {arch:22s} MMCS {row['mmcs']:.4f}  reverse {row['mmcs_reverse']:.4f}  "
                       f"recovered {row['frac_recovered_cos>0.9']:.1%}  L0 {row['l0']:.1f}")
-        cosine_histogram(cosines, out / f"planted_cosines_{data.name}.png",
-                         f"{data.name}: {cfg.n_features} features in {cfg.d} dims")
         path = out / f"planted_{data.name}.json"
         if path.exists():  # rerunning some architectures keeps the other architectures' rows
             kept = [r for r in json.loads(path.read_text())["rows"] if r["architecture"] not in architectures]
             rows = kept + rows
         save_json(path, {"dataset": data.model_dump(), "seconds_last_run": timer.seconds,
                          "hyperparams_source": source, "rows": rows})
+        cosine_histogram({r["architecture"]: torch.tensor(r["per_true_max_cos"]) for r in json.loads(path.read_text())["rows"]
+                          if "per_true_max_cos" in r},
+                         out / f"planted_cosines_{data.name}.png", f"{data.name}: {cfg.n_features} features in {cfg.d} dims")
     merge_tables(out, cfg, source)
 
 

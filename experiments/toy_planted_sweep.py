@@ -38,7 +38,7 @@ def main():
             for hp in candidates:
                 row = run_one(arch, planted, pool, cfg.d_sae, hp, cfg.sweep_steps, cfg.train.batch_size,
                               cfg.train.lr, cfg.train.dead_window, cfg.train.seed)
-                row.pop("_per_true_cos")
+                row.pop("per_true_max_cos")
                 trials.append(row)
                 print(f"{arch:22s} {hp}  MMCS {row['mmcs']:.4f}  L0 {row['l0']:.1f}  FVU {row['fvu']:.3f}")
                 if best is None or row["mmcs"] > best["mmcs"]:

@@ -27,4 +27,4 @@ def run_one(architecture: str, planted: PlantedFeatures, pool: torch.Tensor, d_s
     return {"architecture": architecture, "hyperparams": fit.hyperparams,
             **recovery_report(planted.directions, learned),
             "l0": fit.l0, "fvu": fit.fvu, "dead_fraction": fit.dead_fraction, "seconds": round(fit.seconds, 1),
-            "_per_true_cos": per_true}
+            "per_true_max_cos": per_true}

@@ -19,18 +19,18 @@ NB01 = [
                       "`SAE_FAST=1` shrinks everything (what the test suite runs)."),
     new_code_cell(SETUP),
     new_code_cell("""from sae.pipeline import run
+from sae.models.zoo import load_model
 cfg = run_config()
-summary = run(cfg)   # resumable: a second run reuses the store and the final checkpoint
+model = load_model(cfg.model.name, device="cpu")
+summary = run(cfg, model=model)   # resumable: a second run reuses the store and the final checkpoint
 ev = summary["eval"]
 print(f"d_sae={summary['d_sae']}  EV={ev['explained_variance']:.3f}  L0={ev['l0']:.1f}  dead={ev['dead_fraction']:.3f}")"""),
     new_code_cell("""from sae.io.saelens import load_sae
-from sae.models.zoo import load_model
 from sae.data.tokens import corpus_rows, special_token_ids
 from sae.analysis.units import sae_features
 from sae.analysis.feature_inspection import InspectionSettings, inspect_units
 
 sae = load_sae(cfg.run_dir / "sae")
-model = load_model(cfg.model.name, device="cpu")
 rows = corpus_rows("shakespeare", model.tokenizer, 128, 8 if FAST else 64)
 report = inspect_units(model, rows, [sae_features(sae, cfg.model.hook)], special_token_ids(model.tokenizer),
                        InspectionSettings(top_k=10))["sae_features"]

@@ -26,7 +26,7 @@ OUT = Path(os.environ.get("SAE_NOTEBOOK_OUT", ROOT / "results" / "inspect" / "no
 # Same data section as tests/conftest.py's tiny run (so the activation store is shared).
 TINY = ["data.train_tokens=12000", "data.eval_tokens=512", "data.shard_tokens=4096", "train.batch_size=256",
         "train.epochs=1", "train.checkpoint_every=10", "sae.expansion_factor=4", "sae.hyperparams.k=16",
-        "eval.batch_size=4", "eval.downstream=false"]
+        "eval.batch_size=4", "eval.downstream_tokens=0"]
 SMALL = ["data.train_tokens=60000", "data.eval_tokens=1024", "train.batch_size=512", "train.epochs=2",
          "sae.expansion_factor=4", "sae.hyperparams.k=32"]
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from sae.analysis.feature_inspection import InspectionReport, InspectionSettings, UnitCollector, inspect_units
 from sae.analysis.interference import (CoActivation, encoder_decoder_alignment, interference_report, max_abs_cos,
-                                       nearest_and_random_pairs, random_directions, unit_rows)
+                                       nearest_and_random_pairs, random_directions)
 from sae.analysis.logit_effects import final_norm, logit_effects, model_logit_effects, raw_decoder_directions
 from sae.analysis.polysemanticity import polysemanticity, score_units
 from sae.analysis.token_classes import CLASSES, token_class, vocab_classes

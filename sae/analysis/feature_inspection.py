@@ -180,7 +180,7 @@ class UnitCollector:
         windows = self._windows(acts, keep, idx, sel)
         empty = ~torch.isfinite(values)
         global_idx = torch.where(empty, torch.full_like(idx, -1), idx + offset)
-        self._merge(self.top, ids, values, {"index": global_idx, "window": windows})
+        self.top.update_rows(ids, values, {"index": global_idx, "window": windows})
 
     @staticmethod
     def _entering(state: RunningTopK, units: slice, scores: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -215,19 +215,8 @@ class UnitCollector:
         keys, idx = keys[sel], idx[sel]
         empty = ~torch.isfinite(keys)
         values = flat.T[sel].gather(1, idx)
-        self._merge(self.samples, ids, keys, {"value": torch.where(empty, torch.nan, values),
-                                              "index": torch.where(empty, torch.full_like(idx, -1), idx + offset)})
-
-    @staticmethod
-    def _merge(state: RunningTopK, ids: Tensor, scores: Tensor, payloads: dict[str, Tensor]) -> None:
-        # RunningTopK works on whole tensors; run it on the selected units' rows and write them back.
-        part = RunningTopK.__new__(RunningTopK)
-        part.k, part.scores = state.k, state.scores[ids]
-        part.payloads = {n: p[ids] for n, p in state.payloads.items()}
-        part.update(scores, payloads)
-        state.scores[ids] = part.scores
-        for n in state.payloads:
-            state.payloads[n][ids] = part.payloads[n]
+        self.samples.update_rows(ids, keys, {"value": torch.where(empty, torch.nan, values),
+                                             "index": torch.where(empty, torch.full_like(idx, -1), idx + offset)})
 
     def report(self, name: str, tokens: Tensor) -> InspectionReport:
         s = self.settings

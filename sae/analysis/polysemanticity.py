@@ -49,10 +49,9 @@ class PolysemanticityScores:
                 "class_specificity": stats(self.class_specificity)}
 
 
-def weighted_token_distribution(token_ids: Tensor, weights: Tensor, vocab_size: int) -> Tensor:
-    """[U, k] ids and weights -> [U, vocab] mass per token type, normalised per unit (dense over the
-    vocabulary but only for the units scored in one call; callers chunk)."""
-    mass = torch.zeros(token_ids.shape[0], vocab_size, dtype=torch.float64)
+def weighted_token_distribution(token_ids: Tensor, weights: Tensor, n_types: int) -> Tensor:
+    """[U, k] type ids in [0, n_types) and weights -> [U, n_types] normalised mass per type."""
+    mass = torch.zeros(token_ids.shape[0], n_types, dtype=torch.float64)
     mass.scatter_add_(1, token_ids, weights.double())
     return mass / mass.sum(1, keepdim=True).clamp_min(1e-30)
 

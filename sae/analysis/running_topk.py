@@ -30,6 +30,16 @@ class RunningTopK:
             index = keep.view(*keep.shape, *([1] * (both.dim() - 2))).expand(-1, -1, *both.shape[2:])
             self.payloads[name] = both.gather(1, index)
 
+    def update_rows(self, ids: Tensor, scores: Tensor, payloads: dict[str, Tensor]) -> None:
+        """update() for the units `ids` only (the others had no candidate that could enter)."""
+        part = RunningTopK.__new__(RunningTopK)
+        part.k, part.scores = self.k, self.scores[ids]
+        part.payloads = {name: p[ids] for name, p in self.payloads.items()}
+        part.update(scores, payloads)
+        self.scores[ids] = part.scores
+        for name in self.payloads:
+            self.payloads[name][ids] = part.payloads[name]
+
     def valid(self) -> Tensor:
         """[n_units, k] True where a slot holds a real candidate (not the -inf filler)."""
         return torch.isfinite(self.scores)

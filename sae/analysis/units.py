@@ -15,7 +15,6 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from sae.models.zoo import hook_layer
 
 
 @dataclass
@@ -43,7 +42,3 @@ def mlp_neurons(model, layer: int, name: str = "mlp_neurons") -> UnitSet:
 
 def residual_basis(model, hook: str, name: str = "residual_basis") -> UnitSet:
     return UnitSet(name, hook, int(model.cfg.d_model), lambda x: x)
-
-
-def layer_of(hook: str) -> int:
-    return hook_layer(hook)

@@ -9,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from sae.io import atomic
+
 from sae.io import saelens as io
 from sae.io.saelens import load_sae, read_sparsity, save_sae
 from sae.nn import ARCHITECTURES, StepContext, build_sae
@@ -180,7 +182,7 @@ def test_overwrite_replaces_and_a_crash_keeps_the_old_export(tmp_path, monkeypat
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(io, "save_file", crash)
+    monkeypatch.setattr(atomic, "save_file", crash)
     with pytest.raises(OSError, match="disk full"):
         save_sae(first, tmp_path / "sae", META)
     torch.testing.assert_close(load_sae(tmp_path / "sae").W_dec, second.W_dec)  # untouched

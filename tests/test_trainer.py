@@ -83,3 +83,15 @@ def test_resampling_in_training_revives_latents(tmp_path):
     Trainer(sae, cfg, tmp_path, "fp").fit(batches_of(data, 128), total_steps=60)
     fired = (sae.encode(data) > 0).any(0)
     assert fired[:64].float().mean() > 0.5
+
+
+@pytest.mark.parametrize("arch", ["gated", "topk", "jumprelu"])
+def test_resampling_works_for_every_parameterisation(arch):
+    data = sparse_data()
+    sae = build_sae(arch, 16, 64)
+    sae.init_from_data(data[:512])
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[:5] = True
+    assert resample_dead_latents(sae, opt, data[:256], dead, torch.Generator().manual_seed(0)) == 5
+    assert torch.isfinite(sae(data[:32])).all()

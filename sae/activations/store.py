@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from sae.activations.buffer import BufferStats, sequential_batches, shuffled_batches
+from sae.io.atomic import atomic_write_bytes, fsync_dir
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -62,27 +63,8 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _fsync_dir(path: Path) -> None:
-    # the rename itself lives in the directory entry; without this a power loss may undo it
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def _write_manifest(root: Path, manifest: dict) -> None:
-    _atomic_write(root / MANIFEST, json.dumps(manifest, indent=1).encode())
+    atomic_write_bytes(root / MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
 def _read_manifest(root: Path) -> dict | None:
@@ -152,7 +134,7 @@ class _ShardSink:
         index = len(self.manifest["shards"])
         name = _shard_name(index)
         data = _shard_bytes(acts, ids, index, rows_end)
-        _atomic_write(self.root / name, data)
+        atomic_write_bytes(self.root / name, data, TMP_SUFFIX)
         entry = {"file": name, "n_tokens": int(acts.shape[0]), "sha256": hashlib.sha256(data).hexdigest(),
                  "bytes": len(data), "rows_end": int(rows_end)}
         self.set_manifest(shards=self.manifest["shards"] + [entry], rows_done=int(rows_end),

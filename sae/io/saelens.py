@@ -16,15 +16,14 @@ unknown top-level keys. Only JSON and safetensors are read or written: never pic
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
+
+from sae.io.atomic import write_dir_atomically
 
 from sae.nn import ARCHITECTURES, JumpReLUSAE, ReluSAE, SparseAutoencoder, TopKSAE
 
@@ -56,7 +55,7 @@ def save_sae(sae: SparseAutoencoder, path: str | Path, metadata: dict, sparsity:
     if sparsity is not None:
         files[SPARSITY_FILE] = {"sparsity": check_sparsity(sparsity, sae.d_sae)}
     cfg = saelens_cfg(sae, metadata)
-    write_dir_atomically(path, files, cfg)
+    write_dir_atomically(path, files, {CFG_FILE: cfg})
     return path
 
 
@@ -99,42 +98,6 @@ def check_sparsity(sparsity: Tensor, d_sae: int) -> Tensor:
         raise ValueError("sparsity must be log10 firing frequencies (<= 0); got values > 0 or NaN: "
                          "pass sae.metrics.sparsity_log10(firing_frequency)")
     return sparsity
-
-
-def write_dir_atomically(path: Path, files: dict[str, dict[str, Tensor]], cfg: dict) -> None:
-    """Write everything into a temporary sibling directory, then rename it into place: a crash
-    leaves either the old export or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        for name, tensors in files.items():
-            save_file(tensors, str(tmp / name))
-        (tmp / CFG_FILE).write_text(json.dumps(cfg, indent=2, default=str))  # Paths etc. as text
-        for f in tmp.iterdir():  # durable before it becomes visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if path.exists():
-            # rename() cannot replace a non-empty directory: move the old one aside first (a crash
-            # between the two renames leaves the old export intact under .<name>.old-*).
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the rename itself durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- load ------------------------------------------------------------------------------------------------

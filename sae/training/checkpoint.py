@@ -7,13 +7,13 @@ from a checkpoint of another configuration is refused instead of silently mixing
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from sae.io.atomic import previous_version, write_dir_atomically
 
 
 class CheckpointError(ValueError):
@@ -34,37 +34,19 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer, names: dict[int, str]) 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     trainer_tensors: dict[str, torch.Tensor], state: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     names = {id(p): n for n, p in model.named_parameters()}
     opt_tensors, opt_scalars = _optimizer_tensors(optimizer, names)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-    save_file(opt_tensors or {"_empty": torch.zeros(0)}, tmp / "optimizer.safetensors")
-    save_file({k: v.contiguous().cpu() for k, v in trainer_tensors.items()}, tmp / "trainer.safetensors")
-    (tmp / "state.json").write_text(json.dumps(state | {"optimizer_scalars": opt_scalars}, indent=1))
-    old = path.with_name(path.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_dir_atomically(Path(path), {
+        "model.safetensors": model.state_dict(),
+        "optimizer.safetensors": opt_tensors or {"_empty": torch.zeros(0)},
+        "trainer.safetensors": trainer_tensors,
+    }, {"state.json": state | {"optimizer_scalars": opt_scalars}})
 
 
 def find_checkpoint(path: Path) -> Path | None:
     """The latest complete checkpoint, also after a kill between the two renames above."""
     path = Path(path)
-    for candidate in (path, path.with_name(path.name + ".old")):
+    for candidate in (path, previous_version(path)):
         if (candidate / "state.json").exists():
             return candidate
     return None

@@ -20,7 +20,7 @@ def resample_dead_latents(sae: SparseAutoencoder, optimizer: torch.optim.Optimiz
     if len(dead) == 0:
         return 0
     xs = x * sae.act_scale
-    loss = (sae.decode_scaled(sae.activate(sae.pre_acts(xs))) - xs).pow(2).sum(1)
+    loss = (sae(x) - x).pow(2).sum(1)  # the public encode/decode: works for every architecture
     weights = loss.pow(2).cpu().double()
     if weights.sum() <= 0:
         return 0
@@ -32,13 +32,16 @@ def resample_dead_latents(sae: SparseAutoencoder, optimizer: torch.optim.Optimiz
     dec_norm = 1.0 if sae.unit_norm_decoder else sae.W_dec[alive].norm(dim=1).mean().clamp_min(1e-6)
     sae.W_dec[dead] = (directions * dec_norm).to(sae.W_dec.dtype)
     sae.W_enc[:, dead] = (directions.T * 0.2 * enc_norm).to(sae.W_enc.dtype)
-    sae.b_enc[dead] = 0.0
+    if hasattr(sae, "b_enc"):  # Gated SAEs have gate/magnitude biases instead
+        sae.b_enc[dead] = 0.0
     _reset_adam_rows(optimizer, sae, dead)
     return len(dead)
 
 
 def _reset_adam_rows(optimizer: torch.optim.Optimizer, sae: SparseAutoencoder, dead: Tensor) -> None:
-    for param in (sae.W_dec, sae.W_enc, sae.b_enc):
+    for param in (sae.W_dec, sae.W_enc, getattr(sae, "b_enc", None)):
+        if param is None:
+            continue
         state = optimizer.state.get(param, {})
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:

@@ -18,7 +18,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from sae.analysis.config import config_from_argv
 from sae.analysis.feature_inspection import InspectionSettings, inspect_units
 from sae.analysis.figures import polysemanticity_figure
-from sae.analysis.polysemanticity import polysemanticity
+from sae.analysis.polysemanticity import polysemanticity, probability_less
 from sae.analysis.sae_source import inspection_rows, resolve_sae_dir, sae_metadata
 from sae.analysis.token_classes import vocab_classes
 from sae.analysis.units import mlp_neurons, residual_basis, sae_features
@@ -35,8 +35,13 @@ def compare(scores: dict) -> dict:
     out = {}
     for metric, lower_is_specific in (("token_entropy_bits", True), ("tokens_for_80pct", True), ("class_specificity", False)):
         fm, nm = f[metric].get("median"), n[metric].get("median")
+        field = metric.removesuffix("_bits")
+        a, b = getattr(scores["sae_features"], field), getattr(scores["mlp_neurons"], field)
+        # P(a random feature is more specific than a random neuron); 0.5 = no difference
+        p_more = probability_less(a, b) if lower_is_specific else probability_less(b, a)
         out[metric] = {"sae_features_median": fm, "mlp_neurons_median": nm,
-                       "features_more_specific": (fm < nm) if lower_is_specific else (fm > nm)}
+                       "features_more_specific": (fm < nm) if lower_is_specific else (fm > nm),
+                       "p_feature_more_specific_than_neuron": p_more}
     return out
 
 

@@ -290,3 +290,12 @@ def test_polysemanticity_from_random_samples(synthetic):
     assert samples.token_entropy.max() <= 2.0 + 1e-6 and (samples.tokens_for_80pct >= 1).all()
     with pytest.raises(ValueError):
         polysemanticity(rep, classes, "everything")
+
+
+def test_probability_less_matches_pairwise_count():
+    from sae.analysis.polysemanticity import probability_less
+    gen = torch.Generator().manual_seed(2)
+    a, b = torch.randint(0, 6, (40,), generator=gen).float(), torch.randint(2, 9, (30,), generator=gen).float()
+    pairwise = ((a[:, None] < b[None]).double() + 0.5 * (a[:, None] == b[None]).double()).mean().item()
+    assert probability_less(a, b) == pytest.approx(pairwise)
+    assert probability_less(torch.zeros(5), torch.zeros(5)) == 0.5

@@ -101,3 +101,14 @@ def polysemanticity(report: InspectionReport, token_class: Tensor, source: str =
     unit_ids = full.nonzero().squeeze(1)
     entropy, n80, specificity = score_units(ids_all[unit_ids], values[unit_ids], token_class)
     return PolysemanticityScores(entropy.float(), n80, specificity.float(), unit_ids, report.n_units, values.shape[1])
+
+
+def probability_less(a: Tensor, b: Tensor) -> float:
+    """P(A < B) + P(A = B)/2 for A, B drawn from the two samples (the Mann-Whitney common-language
+    effect size): 0.5 = no difference. Exact, via sorting (no |a| x |b| matrix)."""
+    a, b = a.double().flatten(), b.double().sort().values
+    if a.numel() == 0 or b.numel() == 0:
+        return float("nan")
+    greater = b.numel() - torch.searchsorted(b, a, right=True)   # b values > each a
+    equal = torch.searchsorted(b, a, right=True) - torch.searchsorted(b, a, right=False)
+    return ((greater + 0.5 * equal).sum() / (a.numel() * b.numel())).item()

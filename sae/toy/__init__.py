@@ -8,6 +8,8 @@ One idea per file:
     planted.py    activations built from N known unit directions (ground truth for SAEs)
     recovery.py   how well learned directions match true ones (MMCS, fraction recovered)
     sae_fit.py    a small SAE training loop over the sae.nn contract, with dead-latent tracking
+    benchmark.py  one planted-benchmark run: build the data, fit an SAE, score it
     config.py     YAML -> pydantic configs for experiments/toy_*.py, with key=value overrides
     plots.py      the matplotlib figures the experiments write to results/toy/
+    report.py     JSON output (no pickle), timers, per-run setup
 """

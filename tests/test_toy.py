@@ -11,6 +11,7 @@ import torch
 
 from sae.toy import geometry
 from sae.toy.config import IntroConfig, PlantedConfig, load_config
+from sae.toy.data import sparse_features
 from sae.toy.model import ToyModels
 from sae.toy.planted import make_planted, random_unit_directions
 from sae.toy.recovery import recovery_report
@@ -78,6 +79,17 @@ def test_interference_bounds():
     assert geometry.coherence(R).item() >= geometry.welch_bound(64, 16)
     # Sum_{i != j} cos^2 >= N^2/d - N for unit vectors.
     assert geometry.total_interference(R).item() >= 64 ** 2 / 16 - 64 - 1e-3
+
+
+def test_sparse_features_distribution():
+    gen = torch.Generator().manual_seed(0)
+    x = sparse_features(torch.tensor([[1.0, 0.1, 0.0]]), 200_000, gen)[0]
+    assert torch.allclose((x != 0).float().mean(0), torch.tensor([1.0, 0.1, 0.0]), atol=0.005)
+    nonzero = x[:, 1][x[:, 1] != 0]
+    assert abs(nonzero.mean().item() - 0.5) < 0.01 and nonzero.max() <= 1 and nonzero.min() >= 0  # Uniform[0, 1]
+    signed = sparse_features(torch.tensor([[0.5]]), 200_000, gen, signed=True)[0, :, 0]
+    active = signed[signed != 0]
+    assert abs(active.mean().item()) < 0.01 and active.min() < -0.99 and active.max() > 0.99  # Uniform[-1, 1]
 
 
 # -- the paper's qualitative results, trained ----------------------------------------------------------

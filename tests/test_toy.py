@@ -42,7 +42,7 @@ def tetrahedron() -> torch.Tensor:
 def test_dimensionality_of_polytopes(W, expected):
     D = geometry.dimensionality(W)
     assert torch.allclose(D, torch.full_like(D, expected), atol=1e-5)
-    # Scale does not change how a dimension is shared; D sums to the rank used.
+    # Scale does not change how a dimension is shared.
     assert torch.allclose(geometry.dimensionality(3 * W), D, atol=1e-5)
 
 

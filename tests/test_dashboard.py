@@ -83,3 +83,15 @@ def test_chromium_unknown_feature_and_screenshot(dashboard, tmp_path):
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     assert (width, height) == (1280, 900)
+
+
+def test_chromium_search_filters_the_list(dashboard):
+    ensure_chromium()
+    path, report, data = dashboard
+    word = data["vocab"][str(data["features"][0]["top_tokens"][0][0])].strip().lower() or "the"
+    expected = [f["id"] for f in data["features"] if str(f["id"]) == word
+                or any(word in data["vocab"][str(i)].lower() for i, _ in f["top_tokens"])]
+    dom = rendered_dom(path, search=word)
+    listed = [int(i) for i in re.findall(r'<tr class="feature-row[^"]*" data-id="(\d+)"', dom)]
+    assert sorted(listed) == sorted(expected[:300]) or (len(expected) > 300 and len(listed) == 300)
+    assert 0 < len(listed) <= len(data["features"])

@@ -1,9 +1,10 @@
 """A static HTML dashboard per SAE: one self-contained file, data inline as JSON, vanilla JS.
 
-Open it from disk (file://), no server. The sidebar lists features (searchable by id or top-token
-text, sortable by density / max activation / id); a feature opens on click or via `#feature=N`
-and shows density, activation histogram, promoted / suppressed tokens, top-activating contexts
-with per-token highlighting, and random firing examples from low to high activation.
+Open it from disk (file://), no server. The sidebar lists features, searchable by id or top-token
+text and sortable by density / max activation / id. A feature opens on click or via `#feature=N`
+(`#search=text` pre-fills the search) and shows density, activation histogram, promoted /
+suppressed tokens, top-activating contexts with per-token highlighting, and random firing
+examples from low to high activation.
 """
 from __future__ import annotations
 
@@ -83,17 +84,21 @@ def run_chromium(url: str, *args: str, timeout: float = 120, budget_ms: int = 50
     return done.stdout
 
 
-def rendered_dom(html: str | Path, feature: int | None = None, **kw) -> str:
-    """The page's DOM after its JavaScript ran, optionally with `#feature=N` opened."""
-    url = Path(html).resolve().as_uri() + (f"#feature={feature}" if feature is not None else "")
-    return run_chromium(url, "--dump-dom", **kw)
+def page_url(html: str | Path, feature: int | None = None, search: str | None = None) -> str:
+    from urllib.parse import urlencode
+    params = {k: v for k, v in (("feature", feature), ("search", search)) if v is not None}
+    return Path(html).resolve().as_uri() + (f"#{urlencode(params)}" if params else "")
+
+
+def rendered_dom(html: str | Path, feature: int | None = None, search: str | None = None, **kw) -> str:
+    """The page's DOM after its JavaScript ran, optionally with `#feature=N` opened / a search typed."""
+    return run_chromium(page_url(html, feature, search), "--dump-dom", **kw)
 
 
 def screenshot(html: str | Path, png: str | Path, feature: int | None = None, size: str = "1280,900", **kw) -> Path:
     png = Path(png).resolve()
     png.parent.mkdir(parents=True, exist_ok=True)
-    url = Path(html).resolve().as_uri() + (f"#feature={feature}" if feature is not None else "")
-    run_chromium(url, f"--screenshot={png}", f"--window-size={size}", **kw)
+    run_chromium(page_url(html, feature), f"--screenshot={png}", f"--window-size={size}", **kw)
     if not png.is_file():
         raise RuntimeError(f"chromium wrote no screenshot at {png}")
     return png

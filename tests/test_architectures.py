@@ -204,6 +204,27 @@ def test_batch_topk_inference_threshold_gives_l0_near_k():
     assert k * 0.75 < inference_l0(sae) < k * 1.33
 
 
+def test_batch_topk_threshold_is_the_plain_mean_of_kept_minima_over_the_calibration_window():
+    from sae.nn.sparse_ops import top_entries
+    k, steps = 4, 40
+    sae = make("batchtopk", k=k, calibration_fraction=0.25)
+    opt = torch.optim.Adam(sae.parameters(), lr=3e-3)
+    minima = []
+    for step in range(steps):
+        x = planted_data(256, sae.d_in, seed=500 + step)
+        with torch.no_grad():
+            kept_min = top_entries(sae.pre_acts(x * sae.act_scale), k * 256)[0].min()
+        out = sae.training_step(x, StepContext(progress=step / steps))
+        if step / steps >= 0.75:
+            minima.append(kept_min.item())
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    # not the lagging EMA: exactly the mean over the last quarter of training
+    assert sae.threshold.item() == pytest.approx(sum(minima) / len(minima), rel=1e-5)
+    assert int(sae.calibration_batches) == len(minima)
+
+
 def test_matryoshka_loss_is_the_mean_of_prefix_losses():
     from sae.nn.base import normalized_mse
     sae = make("matryoshka_batchtopk", k=4, group_sizes=[8, 8, 16, 32])

@@ -30,12 +30,14 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
 
     def __init__(self, d_in: int, d_sae: int, k: int = 32, group_sizes: list[int] | None = None,
                  aux_k: int | None = None, aux_coefficient: float = 1 / 32, threshold_momentum: float = 0.99,
+                 calibration_fraction: float = 0.2,
                  seed: int = 0, dtype: torch.dtype = torch.float32):
         group_sizes = list(group_sizes) if group_sizes is not None else default_group_sizes(d_sae)
         if sum(group_sizes) != d_sae or min(group_sizes) <= 0:
             raise ValueError(f"Matryoshka group_sizes {group_sizes} must be positive and sum to d_sae={d_sae}")
         super().__init__(d_in, d_sae, k=k, aux_k=aux_k, aux_coefficient=aux_coefficient,
-                         threshold_momentum=threshold_momentum, seed=seed, dtype=dtype)
+                         threshold_momentum=threshold_momentum, calibration_fraction=calibration_fraction,
+                         seed=seed, dtype=dtype)
         self.group_sizes = group_sizes
 
     def hyperparams(self) -> dict:

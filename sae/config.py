@@ -95,23 +95,25 @@ def fingerprint(data) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _format_error(err: ValidationError) -> str:
+def _format_error(err: ValidationError, cls: type[BaseModel]) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
         section = key.rsplit(".", 1)[0] if "." in key else ""
-        return f"unknown config key {key!r}; valid keys{' under ' + section if section else ''}: {', '.join(_valid_keys(section))}"
+        where, valid = _section_model(cls, section)
+        return f"unknown config key {key!r} for {where}; valid keys: {', '.join(valid)}"
     return f"invalid config value for {key!r}: {first['msg']}"
 
 
-def _valid_keys(section: str) -> list[str]:
-    model: type[BaseModel] = RunConfig
+def _section_model(cls: type[BaseModel], section: str) -> tuple[str, list[str]]:
+    """(name of the model that holds `section`, its keys), following nested sections."""
+    model = cls
     for part in filter(None, section.split(".")):
-        annotation = model.model_fields[part].annotation
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
+            return section, []
         model = annotation
-    return list(model.model_fields)
+    return model.__name__, list(model.model_fields)
 
 
 def apply_override(data: dict, override: str) -> None:
@@ -129,7 +131,8 @@ def apply_override(data: dict, override: str) -> None:
     node[leaf] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+def load_yaml_config(cls: type[BaseModel], path: str | Path | None = None, overrides: list[str] = ()) -> BaseModel:
+    """Any pydantic config model from a YAML file plus `key.path=value` overrides; ConfigError on bad input."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -140,13 +143,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections (model, data, sae, train, eval)")
+            raise ConfigError(f"config file {path} must hold a mapping of settings, not {type(data).__name__}")
     for override in overrides:
         apply_override(data, override)
     try:
-        return RunConfig.model_validate(data)
+        return cls.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_error(err)) from None
+        raise ConfigError(_format_error(err, cls)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    return load_yaml_config(RunConfig, path, overrides)
 
 
 def save_config(config: RunConfig, path: Path) -> None:

@@ -189,10 +189,10 @@ def test_config_rejects_unknown_key_in_one_line(tmp_path):
     path.write_text("n_features: 5\nsteps_typo: 3\n")
     with pytest.raises(SystemExit) as err:
         load_config(IntroConfig, path)
-    assert "unknown key 'steps_typo'" in str(err.value) and "\n" not in str(err.value)
+    assert "unknown config key 'steps_typo'" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(SystemExit) as err:
         load_config(IntroConfig, None, ["train.stepz=3"])
-    assert "unknown key 'train.stepz' for ToyTraining" in str(err.value)
+    assert "unknown config key 'train.stepz' for ToyTraining" in str(err.value)
 
 
 def test_config_overrides():

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from sae.config import ConfigError, apply_override
+from sae.config import load_yaml_config
 
 
 class InspectConfig(BaseModel):
@@ -30,17 +29,7 @@ class InspectConfig(BaseModel):
 
 
 def load_inspect_config(path: str | Path | None, overrides: list[str] = ()) -> InspectConfig:
-    data = yaml.safe_load(Path(path).read_text()) if path else {}
-    for item in overrides:
-        apply_override(data, item)
-    try:
-        return InspectConfig(**(data or {}))
-    except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise ConfigError(f"unknown inspect config key {key!r}; valid keys: {', '.join(InspectConfig.model_fields)}") from None
-        raise ConfigError(f"invalid inspect config value for {key!r}: {first['msg']}") from None
+    return load_yaml_config(InspectConfig, path, overrides)
 
 
 def config_from_argv(argv: list[str], default: str = "configs/inspect.yaml") -> InspectConfig:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
+
+from sae.config import ConfigError, load_yaml_config
 
 
 class Strict(BaseModel):
@@ -135,55 +136,12 @@ class SAEOnToyConfig(Strict):
     out_dir: str = "results/toy"
 
 
-def parse_override(text: str) -> tuple[list[str], object]:
-    if "=" not in text:
-        raise SystemExit(f"override {text!r} is not key=value (e.g. train.steps=2000)")
-    key, value = text.split("=", 1)
-    return key.split("."), yaml.safe_load(value)
-
-
-def apply_override(raw: dict, path: list[str], value: object) -> None:
-    node = raw
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise SystemExit(f"override {'.'.join(path)}: {part!r} is not a section")
-    node[path[-1]] = value
-
-
 def load_config(cls: type[Strict], path: str | Path | None, overrides: list[str] = ()) -> Strict:
-    raw = {}
-    if path is not None:
-        if not Path(path).is_file():
-            raise SystemExit(f"config file {path} not found")
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(raw, dict):
-            raise SystemExit(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
-    for text in overrides:
-        apply_override(raw, *parse_override(text))
+    """The package's one YAML+overrides loader; the experiment scripts exit with its one-line message."""
     try:
-        return cls.model_validate(raw)
-    except ValidationError as err:
-        raise SystemExit(f"{path or 'config'}: {one_line(err, cls)}") from None
-
-
-def section_class(cls: type[Strict], loc: tuple) -> type[Strict]:
-    """The pydantic model that owns the last key of loc (e.g. ToyTraining for train.stepz)."""
-    for part in loc[:-1]:
-        field = cls.model_fields.get(part) if isinstance(part, str) else None
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
-            return cls
-        cls = field.annotation
-    return cls
-
-
-def one_line(err: ValidationError, cls: type[Strict]) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    if first["type"] == "extra_forbidden":
-        owner = section_class(cls, first["loc"])
-        return f"unknown key '{where}' for {owner.__name__} (allowed: {', '.join(owner.model_fields)})"
-    return f"'{where}': {first['msg']} (got {first.get('input')!r})"
+        return load_yaml_config(cls, path, overrides)
+    except ConfigError as err:
+        raise SystemExit(f"{path or 'config'}: {err}") from None
 
 
 def config_from_argv(cls: type[Strict], default_path: str, argv: list[str] | None = None) -> Strict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -73,14 +74,21 @@ def main(argv: list[str]) -> int:
     from sae.models.zoo import load_model
     from sae.pipeline import run
     model, rows = None, []
-    for arch, hyperparams in sweep["architectures"].items():
+    for arch, entry in sweep["architectures"].items():
+        entry = entry or {}
+        unknown = set(entry) - {"hyperparams", "overrides"}
+        if unknown:
+            raise ConfigError(f"architecture {arch!r}: unknown keys {sorted(unknown)}; valid: hyperparams, overrides")
+        hyperparams = entry.get("hyperparams", {})
         summary_path = out_dir / arch / "metrics.json"
         if args.only is None or arch in args.only:
-            overrides = [*sweep.get("overrides", []), *args.overrides, f"name={arch}", f"output_dir={out_dir}",
+            overrides = [*sweep.get("overrides", []), *entry.get("overrides", []), *args.overrides,
+                         f"name={arch}", f"output_dir={out_dir}",
                          f"sae.architecture={arch}", f"sae.hyperparams={json.dumps(hyperparams or {})}"]
             cfg = load_config(sweep["base"], overrides)
             model = model or load_model(cfg.model.name, device=cfg.model.device)
-            print(f"== {arch}: {hyperparams}", flush=True)
+            print(f"== {arch}: {hyperparams} {entry.get('overrides', [])}", flush=True)
+            shutil.rmtree(out_dir / arch / "checkpoints", ignore_errors=True)  # a sweep entry always retrains
             run(cfg, model=model)
         if summary_path.exists():
             rows.append(json.loads(summary_path.read_text()))

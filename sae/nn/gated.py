@@ -27,17 +27,21 @@ class GatedSAE(SparseAutoencoder):
     saelens_architecture = "gated"
 
     def __init__(self, d_in: int, d_sae: int, l1_coefficient: float = 2e-3, l1_warmup: float = 0.05,
-                 seed: int = 0, dtype: torch.dtype = torch.float32):
+                 init_gate_bias: float = 0.0, seed: int = 0, dtype: torch.dtype = torch.float32):
         super().__init__(d_in, d_sae, seed=seed, dtype=dtype)
         self.l1_coefficient = l1_coefficient
         self.l1_warmup = l1_warmup
         del self.b_enc  # the gated encoder has two biases instead of one
-        self.b_gate = nn.Parameter(torch.zeros(d_sae, dtype=dtype))
+        # Gate pre-activations start O(1) with half of them positive (L0 ~ d_sae/2); Adam moves a bias
+        # ~lr per step, so a short run cannot lower L0 far on its own. A negative initial gate bias
+        # starts sparse instead (-1 in the scaled space gives L0 in the tens on SmolLM2).
+        self.init_gate_bias = init_gate_bias
+        self.b_gate = nn.Parameter(torch.full((d_sae,), init_gate_bias, dtype=dtype))
         self.r_mag = nn.Parameter(torch.zeros(d_sae, dtype=dtype))
         self.b_mag = nn.Parameter(torch.zeros(d_sae, dtype=dtype))
 
     def hyperparams(self) -> dict:
-        return {"l1_coefficient": self.l1_coefficient, "l1_warmup": self.l1_warmup}
+        return {"l1_coefficient": self.l1_coefficient, "l1_warmup": self.l1_warmup, "init_gate_bias": self.init_gate_bias}
 
     def centered(self, xs: Tensor) -> Tensor:
         return xs - self.b_dec if self.apply_b_dec_to_input else xs

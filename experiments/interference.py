@@ -17,7 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
 
-from sae.analysis.config import config_from_argv
+from sae.analysis.config import config_from_argv, run_cli
 from sae.analysis.figures import interference_figure
 from sae.analysis.hook_stream import stream_hooks
 from sae.analysis.interference import (CoActivation, distribution, encoder_decoder_alignment, interference_report,
@@ -83,10 +83,4 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 if __name__ == "__main__":
-    from sae.config import ConfigError
-    from sae.models.zoo import ModelError
-    try:
-        main(sys.argv[1:])
-    except (ConfigError, ModelError, FileNotFoundError) as err:  # one line naming the problem, exit 2
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from sae.analysis.config import config_from_argv
+from sae.analysis.config import config_from_argv, run_cli
 from sae.analysis.feature_inspection import InspectionSettings, inspect_units
 from sae.analysis.figures import polysemanticity_figure
 from sae.analysis.polysemanticity import polysemanticity, probability_less
@@ -86,10 +86,4 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    from sae.config import ConfigError
-    from sae.models.zoo import ModelError
-    try:
-        main(sys.argv[1:])
-    except (ConfigError, ModelError, FileNotFoundError) as err:  # one line naming the problem, exit 2
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

@@ -37,3 +37,16 @@ def config_from_argv(argv: list[str], default: str = "configs/inspect.yaml") -> 
     path = argv[0] if argv and argv[0].endswith((".yaml", ".yml")) else default
     overrides = [a for a in argv if "=" in a]
     return load_inspect_config(path, overrides)
+
+
+def run_cli(main) -> None:
+    """Run an inspection script's `main(argv)`; errors a user can fix print one line and exit 2."""
+    import sys
+
+    from sae.config import ConfigError
+    from sae.models.zoo import ModelError
+    try:
+        main(sys.argv[1:])
+    except (ConfigError, ModelError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

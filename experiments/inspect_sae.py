@@ -17,12 +17,10 @@ from sae.analysis.config import config_from_argv, run_cli
 from sae.analysis.feature_inspection import InspectionSettings, inspect_units
 from sae.analysis.feature_records import feature_records
 from sae.analysis.logit_effects import model_logit_effects, raw_decoder_directions
-from sae.analysis.sae_source import inspection_rows, resolve_sae_dir, sae_metadata
+from sae.analysis.sae_source import load_inspection_inputs
 from sae.analysis.units import sae_features
 from sae.data.tokens import special_token_ids
 from sae.io.dictionary import write_feature_dictionary, write_neuronpedia
-from sae.io.saelens import load_sae
-from sae.models.zoo import load_model
 from sae.viz.dashboard import find_chromium, screenshot, write_dashboard
 
 
@@ -40,11 +38,7 @@ def main(argv: list[str]) -> dict:
     cfg = config_from_argv(argv)
     out = Path(cfg.out_dir)
     start = time.time()
-    sae_dir = resolve_sae_dir(cfg)
-    meta = sae_metadata(sae_dir)
-    sae = load_sae(sae_dir)
-    model = load_model(meta["model_name"], device="cpu")
-    rows = inspection_rows(cfg, model.tokenizer, meta)
+    sae_dir, meta, sae, model, rows = load_inspection_inputs(cfg)
     settings = InspectionSettings(top_k=cfg.top_k, n_samples=cfg.n_samples, seed=cfg.seed)
     report = inspect_units(model, rows, [sae_features(sae, meta["hook_name"])], special_token_ids(model.tokenizer),
                            settings, meta.get("exclude_special_tokens", True), cfg.batch_size)["sae_features"]

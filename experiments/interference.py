@@ -22,10 +22,8 @@ from sae.analysis.figures import interference_figure
 from sae.analysis.hook_stream import stream_hooks
 from sae.analysis.interference import (CoActivation, distribution, encoder_decoder_alignment, interference_report,
                                        max_abs_cos, nearest_and_random_pairs, random_directions, unit_rows)
-from sae.analysis.sae_source import inspection_rows, resolve_sae_dir, sae_metadata
+from sae.analysis.sae_source import load_inspection_inputs
 from sae.data.tokens import special_token_ids
-from sae.io.saelens import load_sae
-from sae.models.zoo import load_model
 
 
 @torch.no_grad()
@@ -42,9 +40,7 @@ def main(argv: list[str]) -> dict:
     cfg = config_from_argv(argv)
     out = Path(cfg.out_dir)
     start = time.time()
-    sae_dir = resolve_sae_dir(cfg)
-    meta = sae_metadata(sae_dir)
-    sae = load_sae(sae_dir)
+    sae_dir, meta, sae, model, rows = load_inspection_inputs(cfg)
     report = interference_report(sae.W_dec, cfg.seed)
     unit, kept = unit_rows(sae.W_dec)
     ours, _ = max_abs_cos(unit)
@@ -52,8 +48,6 @@ def main(argv: list[str]) -> dict:
     alignment = encoder_decoder_alignment(sae.W_enc, sae.W_dec)
     report["encoder_decoder_alignment"] = distribution(alignment)
 
-    model = load_model(meta["model_name"], device="cpu")
-    rows = inspection_rows(cfg, model.tokenizer, meta)
     pairs, pair_cos, nearest = nearest_and_random_pairs(unit, cfg.coactivation_random_pairs, cfg.seed)
     pairs = kept[pairs]  # back to SAE feature ids
     counter = coactivation(model, sae, rows, meta["hook_name"], pairs, meta.get("exclude_special_tokens", True),

@@ -19,12 +19,11 @@ from sae.analysis.config import config_from_argv, run_cli
 from sae.analysis.feature_inspection import InspectionSettings, inspect_units
 from sae.analysis.figures import polysemanticity_figure
 from sae.analysis.polysemanticity import polysemanticity, probability_less
-from sae.analysis.sae_source import inspection_rows, resolve_sae_dir, sae_metadata
+from sae.analysis.sae_source import load_inspection_inputs
 from sae.analysis.token_classes import vocab_classes
 from sae.analysis.units import mlp_neurons, residual_basis, sae_features
 from sae.data.tokens import special_token_ids
-from sae.io.saelens import load_sae
-from sae.models.zoo import hook_layer, load_model
+from sae.models.zoo import hook_layer
 
 
 def compare(scores: dict) -> dict:
@@ -49,12 +48,8 @@ def main(argv: list[str]) -> dict:
     cfg = config_from_argv(argv)
     out = Path(cfg.out_dir)
     start = time.time()
-    sae_dir = resolve_sae_dir(cfg)
-    meta = sae_metadata(sae_dir)
-    sae = load_sae(sae_dir)
-    model = load_model(meta["model_name"], device="cpu")
+    sae_dir, meta, sae, model, rows = load_inspection_inputs(cfg)
     hook = meta["hook_name"]
-    rows = inspection_rows(cfg, model.tokenizer, meta)
     unit_sets = [sae_features(sae, hook), mlp_neurons(model, hook_layer(hook)), residual_basis(model, hook)]
     settings = InspectionSettings(top_k=cfg.top_k, n_samples=cfg.n_samples, window_before=0, window_after=0, seed=cfg.seed)
     reports = inspect_units(model, rows, unit_sets, special_token_ids(model.tokenizer), settings,

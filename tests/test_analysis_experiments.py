@@ -23,7 +23,7 @@ def run_script(smol, tiny_run, tmp_path, monkeypatch):
 
     def run(name: str):
         module = load_script(name)
-        monkeypatch.setattr(module, "load_model", lambda *a, **k: smol)  # the session's model, not a second copy
+        monkeypatch.setattr("sae.models.zoo.load_model", lambda *a, **k: smol)  # the session's model, not a second copy
         args = [f"sae_dir={cfg.run_dir / 'sae'}", "n_rows=2", "skip_rows=0", "top_k=4", "n_samples=4",
                 "coactivation_random_pairs=50", f"out_dir={tmp_path}"]
         return module.main(["configs/inspect.yaml", *args])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 from pathlib import Path
 
 from torch import Tensor
@@ -35,3 +36,21 @@ def inspection_rows(cfg: InspectConfig, tokenizer, metadata: dict) -> Tensor:
     context = cfg.context_size or int(metadata.get("context_size", 128))
     rows = corpus_rows(corpus, tokenizer, context, cfg.skip_rows + cfg.n_rows, bool(metadata.get("prepend_bos", True)))
     return rows[cfg.skip_rows:]
+
+
+class InspectionInputs(NamedTuple):
+    sae_dir: Path
+    meta: dict          # the export's cfg.json metadata (model, hook, context, ...)
+    sae: object         # SparseAutoencoder
+    model: object       # TransformerBridge
+    rows: Tensor        # token rows to stream through the model
+
+
+def load_inspection_inputs(cfg: InspectConfig) -> InspectionInputs:
+    """What every inspection script starts from: the SAE, its model and the text to read."""
+    from sae.io.saelens import load_sae
+    from sae.models.zoo import load_model
+    sae_dir = resolve_sae_dir(cfg)
+    meta = sae_metadata(sae_dir)
+    model = load_model(meta["model_name"], device="cpu")
+    return InspectionInputs(sae_dir, meta, load_sae(sae_dir), model, inspection_rows(cfg, model.tokenizer, meta))

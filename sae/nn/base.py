@@ -20,6 +20,7 @@ between the module's state and SAELens's tensor names, in the scaled (training) 
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -47,7 +48,7 @@ def normalized_mse(x_hat: Tensor, x: Tensor) -> Tensor:
     return (x_hat - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
 
 
-class SparseAutoencoder(nn.Module):
+class SparseAutoencoder(nn.Module, ABC):
     architecture: ClassVar[str]      # our name, e.g. "topk"
     saelens_architecture: ClassVar[str]  # how SAELens calls the exported form
     # A class default; an instance may override it (an SAE loaded from a foreign export keeps
@@ -86,8 +87,9 @@ class SparseAutoencoder(nn.Module):
             xs = xs - self.b_dec
         return xs @ self.W_enc + self.b_enc
 
+    @abstractmethod
     def activate(self, pre: Tensor) -> Tensor:
-        raise NotImplementedError  # each architecture defines its activation
+        """Pre-activations -> latent activations (each architecture defines its own)."""
 
     def decode_scaled(self, feats: Tensor) -> Tensor:
         return feats @ self.W_dec + self.b_dec
@@ -102,8 +104,9 @@ class SparseAutoencoder(nn.Module):
         return self.decode(self.encode(x))
 
     # -- training contract ----------------------------------------------------------------------
+    @abstractmethod
     def training_step(self, x: Tensor, ctx: StepContext) -> SAEOutput:
-        raise NotImplementedError  # each architecture defines its loss
+        """One step's loss and outputs (each architecture defines its own)."""
 
     @torch.no_grad()
     def finalize_training(self) -> None:

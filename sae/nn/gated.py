@@ -62,7 +62,7 @@ class GatedSAE(SparseAutoencoder):
         return (pi_gate > 0).to(pi_mag.dtype) * pi_mag.relu()
 
     def activate(self, pre: Tensor) -> Tensor:
-        raise NotImplementedError("a gated SAE needs both paths: call encode(x)")
+        raise TypeError("a gated SAE decides firing and magnitude on two paths: call encode(x), not activate(pre)")
 
     def training_step(self, x: Tensor, ctx: StepContext) -> SAEOutput:
         xs = x * self.act_scale

@@ -33,11 +33,7 @@ def make_sae(arch: str, d_in: int, d_sae: int, k: int, sample: torch.Tensor) -> 
 def step(sae: TopKSAE, opt: torch.optim.Optimizer, x: torch.Tensor) -> float:
     t = time.perf_counter()
     out = sae.training_step(x, StepContext(progress=0.5))
-    opt.zero_grad(set_to_none=True)
-    out.loss.backward()
-    sae.before_optimizer_step()
-    opt.step()
-    sae.after_optimizer_step()
+    sae.apply_gradients(out.loss, opt)
     return time.perf_counter() - t
 
 

@@ -37,12 +37,7 @@ def train(sae, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 1):
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
     for step in range(steps):
         x = planted_data(batch, sae.d_in, seed=seed * 100_000 + step)
-        out = sae.training_step(x, StepContext(progress=step / steps))
-        opt.zero_grad()
-        out.loss.backward()
-        sae.before_optimizer_step()
-        opt.step()
-        sae.after_optimizer_step()
+        sae.apply_gradients(sae.training_step(x, StepContext(progress=step / steps)).loss, opt)
     sae.finalize_training()
     return sae
 
@@ -217,9 +212,7 @@ def test_batch_topk_threshold_is_the_plain_mean_of_kept_minima_over_the_calibrat
         out = sae.training_step(x, StepContext(progress=step / steps))
         if step / steps >= 0.75:
             minima.append(kept_min.item())
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
+        sae.apply_gradients(out.loss, opt)
     # not the lagging EMA: exactly the mean over the last quarter of training
     assert sae.threshold.item() == pytest.approx(sum(minima) / len(minima), rel=1e-5)
     assert int(sae.calibration_batches) == len(minima)

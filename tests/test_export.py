@@ -41,12 +41,7 @@ def trained(arch: str, steps: int = 15):
     sae.init_from_data(data(1024))
     opt = torch.optim.Adam(sae.parameters(), lr=1e-2)
     for step in range(steps):  # a few steps so no parameter sits at its (often symmetric) init
-        out = sae.training_step(data(256, seed=step + 1), StepContext(progress=step / steps))
-        opt.zero_grad()
-        out.loss.backward()
-        sae.before_optimizer_step()
-        opt.step()
-        sae.after_optimizer_step()
+        sae.apply_gradients(sae.training_step(data(256, seed=step + 1), StepContext(progress=step / steps)).loss, opt)
     sae.finalize_training()
     assert abs(float(sae.act_scale) - 1) > 0.1
     return sae

@@ -46,12 +46,7 @@ def test_saelens_loads_our_export(arch, tmp_path):
     sae.init_from_data(data(1024))
     opt = torch.optim.Adam(sae.parameters(), lr=1e-2)
     for step in range(15):
-        out = sae.training_step(data(256, seed=step + 1), StepContext(progress=step / 15))
-        opt.zero_grad()
-        out.loss.backward()
-        sae.before_optimizer_step()
-        opt.step()
-        sae.after_optimizer_step()
+        sae.apply_gradients(sae.training_step(data(256, seed=step + 1), StepContext(progress=step / 15)).loss, opt)
     sae.finalize_training()
     save_sae(sae, tmp_path / "sae", META, sparsity=torch.full((D_SAE,), -3.0))
 

@@ -11,8 +11,8 @@ return raw activations, and export folds the scale into the weights.
 
 Trainer protocol:
     sae.init_from_data(sample)
-    per step: out = sae.training_step(x, StepContext(progress, dead_mask)); out.loss.backward()
-              sae.before_optimizer_step(); opt.step(); sae.after_optimizer_step()
+    per step: out = sae.training_step(x, StepContext(progress, dead_mask))
+              sae.apply_gradients(out.loss, opt)   # backward, decoder-grad projection, step, renorm
     at the end: sae.finalize_training()
 Export protocol (sae/io/saelens.py): `saelens_tensors()` / `load_saelens_tensors()` convert
 between the module's state and SAELens's tensor names, in the scaled (training) space;
@@ -119,6 +119,15 @@ class SparseAutoencoder(nn.Module, ABC):
         sample = sample.float()
         self.act_scale.fill_((self.d_in ** 0.5) / sample.norm(dim=1).mean().clamp_min(1e-12))
         self.b_dec.copy_(geometric_median(sample * self.act_scale).to(self.b_dec.dtype))
+
+    def apply_gradients(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """One optimisation step in the order every architecture needs: backward, project out the
+        decoder-norm gradient, step, renormalise the decoder."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.before_optimizer_step()
+        optimizer.step()
+        self.after_optimizer_step()
 
     @torch.no_grad()
     def before_optimizer_step(self) -> None:

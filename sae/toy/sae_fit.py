@@ -3,8 +3,7 @@ is sampled on the fly. The production trainer lives in sae/training; this one is
 needed to check architectures against planted ground truth.
 
 Per step (the contract in sae/nn/base.py):
-    out = sae.training_step(x, StepContext(progress, dead_mask)); out.loss.backward()
-    sae.before_optimizer_step(); opt.step(); sae.after_optimizer_step(); opt.zero_grad()
+    out = sae.training_step(x, StepContext(progress, dead_mask)); sae.apply_gradients(out.loss, opt)
 """
 from __future__ import annotations
 
@@ -79,11 +78,7 @@ def fit_sae(architecture: str, sample: Callable[[int, torch.Generator], Tensor],
         for group in opt.param_groups:
             group["lr"] = lr * lr_at(step / steps)
         out = sae.training_step(sample(batch_size, gen), StepContext(progress=step / steps, dead_mask=tracker.mask()))
-        out.loss.backward()
-        sae.before_optimizer_step()
-        opt.step()
-        sae.after_optimizer_step()
-        opt.zero_grad(set_to_none=True)
+        sae.apply_gradients(out.loss, opt)
         tracker.update(out.feats.detach())
         if step % max(steps // 20, 1) == 0:
             fit.log.append({"step": step, **out.terms})

@@ -137,11 +137,7 @@ class Trainer:
             raise TrainingError(f"step {self.step}: {'activations contain NaN/inf' if bad_input else 'loss is NaN/inf'}; "
                                 f"the last good checkpoint in {self.checkpoint_path} is kept "
                                 f"({'re-capture the activations' if bad_input else 'lower train.lr'})")
-        out.loss.backward()
-        self.sae.before_optimizer_step()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.sae.after_optimizer_step()
+        self.sae.apply_gradients(out.loss, self.optimizer)
         with torch.no_grad():
             fired = (out.feats > 0).any(0).cpu()
             self.tokens_since_fired += x.shape[0]
